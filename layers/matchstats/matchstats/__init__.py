@@ -1,0 +1,1 @@
+"""matchstats: the shared code of the matchstats Lambda functions (the Lambda layer)."""

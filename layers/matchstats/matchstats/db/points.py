@@ -1,0 +1,66 @@
+"""Data access for points: the only code that runs the points SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import psycopg
+from psycopg.rows import dict_row
+
+from matchstats.db.connection import ConnectionProvider
+from matchstats.db.errors import translate
+from matchstats.db.sql import load_sql
+from matchstats.models import PointsBatchWrite, PointsJob, PointsOutcomeRow
+
+
+class PointsStore:
+    def __init__(self, connections: ConnectionProvider):
+        self._connections = connections
+
+    def write_batch(
+        self,
+        jobs: Sequence[PointsJob],
+        *,
+        started_at: datetime,
+        statement_timeout_ms: int,
+        lock_timeout_ms: int,
+    ) -> PointsBatchWrite:
+        """Computes and writes the batch's points in one transaction, sent as one pipeline."""
+        match_ids = [job.match_id for job in jobs]
+        try:
+            conn = self._connections.get()
+            with conn.pipeline():
+                with conn.transaction():
+                    conn.execute(
+                        load_sql("set_timeouts"),
+                        {
+                            "statement_timeout_ms": str(statement_timeout_ms),
+                            "lock_timeout_ms": str(lock_timeout_ms),
+                        },
+                    )
+                    conn.execute(load_sql("lock_matches"), {"match_ids": match_ids})
+                    outcome_cursor = conn.cursor(row_factory=dict_row)
+                    outcome_cursor.execute(
+                        load_sql("compute_points"),
+                        {
+                            "job_ids": [job.job_id for job in jobs],
+                            "match_ids": match_ids,
+                            "attempts": [job.attempts for job in jobs],
+                            "errors": [job.parse_error for job in jobs],
+                            "started_at": started_at,
+                        },
+                    )
+                    conn.execute(load_sql("trim_job_history"))
+                clock_cursor = conn.execute(load_sql("database_clock"))
+            rows = outcome_cursor.fetchall()
+            clock_row = clock_cursor.fetchone()
+        except psycopg.Error as exc:
+            self._connections.release_after_error()
+            raise translate(exc) from exc
+        assert clock_row is not None
+        return PointsBatchWrite(
+            outcomes=[PointsOutcomeRow.model_validate(row) for row in rows],
+            committed_at=clock_row[0],
+            change_seq=rows[0]["change_seq"] if rows else None,
+        )

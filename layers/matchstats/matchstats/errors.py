@@ -1,0 +1,51 @@
+"""Failures split by what retrying can do about them.
+
+A permanent failure will fail the same way on every delivery, so its message goes
+straight to the dead-letter queue with the reason attached. A transient failure
+(database or queue unreachable, a timeout, a lock) may pass on a later delivery,
+so its message is retried with backoff and dead-lettered by SQS after 3 receives.
+"""
+
+from __future__ import annotations
+
+
+class MatchstatsError(Exception):
+    """Base of every error matchstats raises on purpose."""
+
+
+class ConfigurationError(MatchstatsError):
+    """The function's environment is missing or has a bad setting."""
+
+
+class PermanentError(MatchstatsError):
+    """Retrying cannot help; `kind` is a stable, machine-readable reason code."""
+
+    kind = "permanent"
+
+
+class InvalidMessageError(PermanentError):
+    kind = "invalid_message"
+
+
+class MatchNotFoundError(PermanentError):
+    kind = "match_not_found"
+
+
+class MissingScoresError(PermanentError):
+    kind = "missing_scores"
+
+
+class TransientError(MatchstatsError):
+    """May pass on a later attempt."""
+
+
+class DatabaseUnavailableError(TransientError):
+    """The database could not be reached, or the statement timed out or hit a lock."""
+
+
+class QueueUnavailableError(TransientError):
+    """A message could not be sent to, or changed on, a queue."""
+
+
+class DeadlineError(TransientError):
+    """Too little of the invocation's time is left to finish safely."""

@@ -1,0 +1,109 @@
+"""Rows and results passed between the logic and data-access rooms."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ReceivedMessage(_Model):
+    """One SQS message as a consumer sees it, whatever delivered it."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int = Field(ge=1)
+    # Forwarded to the dead-letter queue beside the reason (String attributes only).
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class JobStatus(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class PointsJob(_Model):
+    """A points message as the database sees it: a match id, or why there is none."""
+
+    job_id: str
+    match_id: int | None
+    attempts: int
+    parse_error: str | None = None
+
+
+class PointsOutcomeKind(StrEnum):
+    OK = "ok"
+    INVALID_MESSAGE = "invalid_message"
+    MATCH_NOT_FOUND = "match_not_found"
+    MISSING_SCORES = "missing_scores"
+
+
+class PointsOutcomeRow(_Model):
+    job_id: str
+    match_id: int | None
+    outcome: PointsOutcomeKind
+    error: str | None
+    status: str | None
+    score_version: int | None
+    changed: bool
+
+
+class PointsBatchWrite(_Model):
+    outcomes: list[PointsOutcomeRow]
+    # The database clock after the commit: a refresh that starts later sees every row.
+    committed_at: datetime
+    change_seq: int | None
+
+
+class JobRecord(_Model):
+    job_id: str
+    subject: str
+    status: JobStatus
+    attempts: int
+    error: str | None = None
+
+
+class JobHistoryRow(_Model):
+    id: int
+    job_type: str
+    job_id: str
+    subject: str | None
+    status: JobStatus
+    attempts: int
+    error: str | None
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: int
+
+
+class ViewState(_Model):
+    """A view's standing, read under its refresh lock."""
+
+    view_name: str
+    last_started_at: datetime | None
+    last_change_seq: int | None
+    current_change_seq: int
+    populated: bool
+    now: datetime  # the database clock: when a refresh decided now would start
+
+
+class ViewRefreshRecord(_Model):
+    view_name: str
+    reasons: list[str]
+    requests_covered: int
+    forced: bool
+    concurrently: bool
+    change_seq: int
+    oldest_request_at: datetime | None
+    started_at: datetime
+
+
+class ViewRefreshDone(_Model):
+    finished_at: datetime
+    duration_ms: int

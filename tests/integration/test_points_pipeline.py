@@ -1,0 +1,356 @@
+"""The points pipeline against the real PostgreSQL and moto's SQS: a scoring message
+becomes correct match_points under duplicates, reordering, poison, outages and timeouts."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from calculate_points import app
+from devstack.esm import EventSourceMapping, batch_item_failures, lambda_sqs_record
+from devstack.lambda_context import LambdaContext
+from devstack.oracle import actual_match_points, expected_match_points
+from devstack.postgres import free_port
+from devstack.seed import complete_matches, correct_score, create_season, void_match
+from devstack.sqs import LocalSqs
+from matchstats.producer import enqueue_points_calculations
+from tests.conftest import truncate_all
+from tests.factories import points_bodies, sqs_event
+from tests.stack import Stack, function_environment
+
+FUNCTION_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def local_sqs_client() -> Iterator[Any]:
+    with LocalSqs() as local:
+        yield local.client()
+
+
+@pytest.fixture
+def points_env(
+    monkeypatch: pytest.MonkeyPatch,
+    local_sqs_client: Any,
+    database_url: str,
+    db: psycopg.Connection,
+) -> Iterator[Stack]:
+    """CalculatePointsFunction's environment as template.yaml gives it, pointed at the local
+    stack; empty tables and queues for each test."""
+    truncate_all(db)
+    stack = Stack.fresh_queues(local_sqs_client)
+    env = function_environment(stack, database_url, "CalculatePointsFunction")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    app.dependencies.cache_clear()
+    yield stack
+    app.dependencies.cache_clear()
+
+
+def context(timeout_s: float = FUNCTION_TIMEOUT_S) -> LambdaContext:
+    return LambdaContext.for_invocation("CalculatePointsFunction", timeout_s)
+
+
+def receive_batch(stack: Stack, count: int) -> list[dict[str, Any]]:
+    """Receives exactly `count` messages from PointsQueue as one batch."""
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while len(messages) < count and time.monotonic() < deadline:
+        messages += stack.sqs.receive_message(
+            QueueUrl=stack.urls["PointsQueue"],
+            MaxNumberOfMessages=min(10, count - len(messages)),
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            WaitTimeSeconds=1,
+        ).get("Messages", [])
+    assert len(messages) == count, f"received {len(messages)} of {count} messages"
+    return messages
+
+
+def invoke_batch(stack: Stack, messages: list[dict[str, Any]], timeout_s: float = 120) -> set[str]:
+    """Invokes the handler as the event source mapping would and deletes the successes;
+    returns the ids of the records the handler reported failed."""
+    event = {
+        "Records": [lambda_sqs_record(m, stack.arns["PointsQueue"], "us-east-1") for m in messages]
+    }
+    response = app.lambda_handler(event, context(timeout_s))
+    ids = [m["MessageId"] for m in messages]
+    failed = batch_item_failures(response, ids)
+    assert failed is not None, f"invalid batch response {response}"
+    stack.delete("PointsQueue", [m for m in messages if m["MessageId"] not in failed])
+    return set(failed)
+
+
+def mapping(stack: Stack, handler: Callable[..., Any], concurrency: int = 5) -> EventSourceMapping:
+    return EventSourceMapping(
+        stack.sqs,
+        stack.urls["PointsQueue"],
+        stack.arns["PointsQueue"],
+        handler,
+        batch_size=10,
+        batching_window_s=0.2,
+        maximum_concurrency=concurrency,
+        function_name="CalculatePointsFunction",
+        timeout_s=FUNCTION_TIMEOUT_S,
+    )
+
+
+def test_season_with_every_message_three_times_in_shuffled_order_by_five_workers(
+    points_env: Stack, db: psycopg.Connection
+) -> None:
+    # Given a season of 240 matches, most completed, a few corrected or voided
+    rng = random.Random(20261128)
+    season = create_season(db, competitions=2, competitors_per_competition=12)
+    assert len(season.match_ids) >= 200
+    completed = rng.sample(season.match_ids, 220)
+    versions = complete_matches(db, completed, rng)
+    for match_id in completed[:10]:
+        versions[match_id] = correct_score(db, match_id, rng.randint(0, 4), rng.randint(0, 4))
+    for match_id in completed[10:15]:
+        versions[match_id] = void_match(db, match_id)
+    # ...and every match's message sent three times, shuffled, through the producer helper
+    deliveries = [(m, versions.get(m)) for m in season.match_ids] * 3
+    rng.shuffle(deliveries)
+    enqueue_points_calculations(deliveries, sqs_client=points_env.sqs)
+
+    # When five concurrent workers consume the queue
+    with mapping(points_env, app.lambda_handler, concurrency=5) as esm:
+        esm.drain(timeout_s=120)
+        stats = esm.stats
+
+    # Then match_points equals a direct recomputation from matches, row for row
+    assert actual_match_points(db) == expected_match_points(db)
+    assert len(actual_match_points(db)) == 2 * (220 - 5)
+    # ...every message was processed once, none failed, none dead-lettered
+    assert stats.records_failed == 0
+    assert stats.records_succeeded == len(deliveries)
+    assert points_env.depth("PointsDeadLetterQueue")["visible"] == 0
+    # ...and the job history kept its most recent 100 completed runs
+    counts = dict(db.execute("SELECT status, count(*) FROM job_history GROUP BY status").fetchall())
+    assert counts == {"completed": 100}
+
+
+def test_corrections_and_voids_follow_the_current_row_whatever_the_delivery_order(
+    points_env: Stack, db: psycopg.Connection
+) -> None:
+    # Given two completed matches and their first messages
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    corrected, voided = season.match_ids[:2]
+    first = complete_matches(db, [corrected, voided], random.Random(1))
+    old_bodies = [
+        json.dumps({"matchId": corrected, "scoreVersion": first[corrected]}),
+        json.dumps({"matchId": voided, "scoreVersion": first[voided]}),
+    ]
+    # ...then a correction to 3-3 and a void, each with its own message
+    v_corrected = correct_score(db, corrected, 3, 3)
+    v_voided = void_match(db, voided)
+    new_bodies = [
+        json.dumps({"matchId": corrected, "scoreVersion": v_corrected}),
+        json.dumps({"matchId": voided, "scoreVersion": v_voided}),
+    ]
+
+    # When the new messages are processed before the old ones, and then again after
+    for bodies in (new_bodies, old_bodies, new_bodies, old_bodies):
+        response = app.lambda_handler(sqs_event(bodies), context())
+        assert response == {"batchItemFailures": []}
+
+    # Then the rows follow the current match rows: a draw at the new version, no void rows
+    rows = db.execute(
+        "SELECT match_id, result, points, score_for, score_against, score_version"
+        " FROM match_points ORDER BY match_id, competitor_id"
+    ).fetchall()
+    assert rows == [(corrected, "D", 1, 3, 3, v_corrected), (corrected, "D", 1, 3, 3, v_corrected)]
+    assert actual_match_points(db) == expected_match_points(db)
+
+
+def test_poison_records_go_to_the_dead_letter_queue_with_a_reason_and_the_rest_commit(
+    points_env: Stack, db: psycopg.Connection
+) -> None:
+    # Given 8 completed matches and one completed without scores
+    season = create_season(db, competitions=1, competitors_per_competition=6)
+    good = season.match_ids[:7]
+    complete_matches(db, good, random.Random(2))
+    no_scores = season.match_ids[7]
+    db.execute("UPDATE matches SET status = 'completed' WHERE id = %s", (no_scores,))
+    # ...and a batch of 10: 7 good, one invalid body, one unknown match, one without scores
+    bad_json = '{"matchId": "seven"'
+    bodies = [*points_bodies(*good), bad_json, *points_bodies(999_999, no_scores)]
+    points_env.send("PointsQueue", bodies)
+    messages = receive_batch(points_env, 10)
+
+    # When the batch is processed
+    failed = invoke_batch(points_env, messages)
+
+    # Then no record is reported failed (nothing will be retried) ...
+    assert failed == set()
+    assert points_env.depth("PointsQueue") == {"visible": 0, "in_flight": 0, "delayed": 0}
+    # ...the 7 good matches are committed
+    assert {row[0] for row in actual_match_points(db)} == set(good)
+    # ...and the 3 bad ones are in the dead-letter queue, each with its reason
+    dead = points_env.drain_all("PointsDeadLetterQueue")
+    reasons = {
+        m["Body"]: (
+            m["MessageAttributes"]["matchstats.errorKind"]["StringValue"],
+            m["MessageAttributes"]["matchstats.reason"]["StringValue"],
+        )
+        for m in dead
+    }
+    assert reasons == {
+        '{"matchId": "seven"': (
+            "invalid_message",
+            "body is not valid JSON (EOF while parsing an object at line 1 column 19)",
+        ),
+        '{"matchId": 999999}': ("match_not_found", "match 999999 does not exist"),
+        json.dumps({"matchId": no_scores}): (
+            "missing_scores",
+            f"match {no_scores} is completed without both scores (home null, away null)",
+        ),
+    }
+
+
+def test_database_unreachable_backs_off_5_then_10_seconds_then_dead_letters(
+    points_env: Stack, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a database nobody listens on, and three messages
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    app.dependencies.cache_clear()
+    points_env.send("PointsQueue", points_bodies(1, 2, 3))
+    calls: list[tuple[float, list[str], dict[str, Any]]] = []
+
+    def recording_handler(event: dict[str, Any], ctx: LambdaContext) -> dict[str, Any]:
+        response = app.lambda_handler(event, ctx)
+        counts = [r["attributes"]["ApproximateReceiveCount"] for r in event["Records"]]
+        calls.append((time.monotonic(), counts, response))
+        return response
+
+    # When one worker consumes the queue until the dead-letter queue holds all three
+    with mapping(points_env, recording_handler, concurrency=1):
+        deadline = time.monotonic() + 40
+        while points_env.depth("PointsDeadLetterQueue")["visible"] < 3:
+            assert time.monotonic() < deadline, f"not dead-lettered in time; calls: {calls}"
+            time.sleep(0.25)
+
+    # Then every batch was reported failed, on receives 1, 2 and 3 ...
+    assert [sorted(set(c[1])) for c in calls] == [["1"], ["2"], ["3"]]
+    assert all(len(c[2]["batchItemFailures"]) == 3 for c in calls)
+    # ...with the backoff of 5 s and then 10 s between them
+    first_gap, second_gap = calls[1][0] - calls[0][0], calls[2][0] - calls[1][0]
+    assert 5 <= first_gap < 8, first_gap
+    assert 10 <= second_gap < 13, second_gap
+    # ...and nothing reached the database or the refresh queue
+    assert points_env.depth("RefreshQueue") == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert actual_match_points(db) == set()
+
+
+def test_a_statement_that_cannot_finish_in_the_remaining_time_writes_nothing(
+    points_env: Stack, db: psycopg.Connection, database_url: str
+) -> None:
+    # Given two completed matches, one of them locked by another points transaction
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    locked, free = season.match_ids[:2]
+    complete_matches(db, [locked, free], random.Random(3))
+    with psycopg.connect(database_url) as blocker:
+        blocker.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('matchstats.points:' || %s, 0))",
+            (locked,),
+        )
+        # When a batch of both runs with only 7 s of the invocation left
+        started = time.monotonic()
+        response = app.lambda_handler(sqs_event(points_bodies(locked, free)), context(7))
+        elapsed = time.monotonic() - started
+        blocker.rollback()
+
+    # Then it gave up before the deadline and reported both records for retry
+    assert elapsed < 7 - 3, elapsed
+    assert len(response["batchItemFailures"]) == 2
+    # ...and wrote nothing half-way, not even the unlocked match
+    assert actual_match_points(db) == set()
+    failed = db.execute("SELECT error FROM job_history WHERE status = 'failed'").fetchall()
+    assert len(failed) == 2
+    assert all("lock" in error or "timeout" in error for (error,) in failed), failed
+
+
+def test_one_delayed_refresh_message_per_batch_sent_after_commit(
+    points_env: Stack, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a refresh delay of 2 s and five completed matches
+    monkeypatch.setenv("REFRESH_DELAY_SECONDS", "2")
+    app.dependencies.cache_clear()
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    complete_matches(db, season.match_ids[:5], random.Random(4))
+
+    # When one batch of the five is processed
+    response = app.lambda_handler(sqs_event(points_bodies(*season.match_ids[:5])), context())
+
+    # Then exactly one refresh message waits, delayed
+    assert response == {"batchItemFailures": []}
+    assert points_env.depth("RefreshQueue") == {"visible": 0, "in_flight": 0, "delayed": 1}
+    time.sleep(2.5)
+    (message,) = points_env.drain_all("RefreshQueue")
+    body = json.loads(message["Body"])
+    assert (body["scope"], body["reason"]) == ("all", "points")
+    # ...and its requestedAt, a database clock reading, is later than every row it covers
+    newest_row = db.execute("SELECT max(calculated_at) FROM match_points").fetchone()
+    assert newest_row is not None
+    assert db.execute(
+        "SELECT %s::timestamptz > %s", (body["requestedAt"], newest_row[0])
+    ).fetchone() == (True,)
+
+
+def test_refresh_message_not_sent_fails_the_records_and_a_retry_sends_it(
+    points_env: Stack, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a refresh queue that cannot be reached, and two completed matches
+    monkeypatch.setenv("REFRESH_QUEUE_URL", points_env.urls["RefreshQueue"] + "-missing")
+    app.dependencies.cache_clear()
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    complete_matches(db, season.match_ids[:2], random.Random(5))
+    event = sqs_event(points_bodies(*season.match_ids[:2]))
+
+    # When the batch is processed
+    first = app.lambda_handler(event, context())
+
+    # Then both records fail (to be retried) although their points are committed
+    assert len(first["batchItemFailures"]) == 2
+    assert len(actual_match_points(db)) == 4
+
+    # When the queue is back and the records are redelivered
+    monkeypatch.setenv("REFRESH_QUEUE_URL", points_env.urls["RefreshQueue"])
+    app.dependencies.cache_clear()
+    second = app.lambda_handler(
+        sqs_event(points_bodies(*season.match_ids[:2]), receive_count=2), context()
+    )
+
+    # Then they complete, the points are unchanged, and the refresh is requested
+    assert second == {"batchItemFailures": []}
+    assert actual_match_points(db) == expected_match_points(db)
+    assert len(points_env.drain_all("RefreshQueue")) == 1
+
+
+def test_job_history_keeps_the_last_100_completed_and_50_failed(
+    points_env: Stack, db: psycopg.Connection
+) -> None:
+    # Given one completed match
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    match_id = season.match_ids[0]
+    complete_matches(db, [match_id], random.Random(6))
+
+    # When 15 batches of 8 good and 4 unknown-match messages are processed (120 and 60 runs)
+    batches = []
+    for _ in range(15):
+        event = sqs_event(points_bodies(*([match_id] * 8), *range(900_001, 900_005)))
+        batches.append({record["messageId"] for record in event["Records"]})
+        assert app.lambda_handler(event, context()) == {"batchItemFailures": []}
+
+    # Then exactly 100 completed and 50 failed runs remain ...
+    counts = dict(db.execute("SELECT status, count(*) FROM job_history GROUP BY status").fetchall())
+    assert counts == {"completed": 100, "failed": 50}
+    # ...and they are the newest: all of the last batch, none of the first
+    kept = {job_id for (job_id,) in db.execute("SELECT job_id FROM job_history").fetchall()}
+    assert batches[-1] <= kept
+    assert not batches[0] & kept
