@@ -11,8 +11,10 @@ from aws_lambda_powertools.utilities.batch import (
     EventType,
     process_partial_response,
 )
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from matchstats.config import RefreshSettings
 from matchstats.db.connection import ConnectionProvider, resolve_conninfo
 from matchstats.db.jobs import JobStore
@@ -40,7 +42,7 @@ def dependencies() -> RefreshDependencies:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     records = [SqsRecordModel.model_validate(raw) for raw in event.get("Records", [])]
     result = refresh_views(
         [to_received(record) for record in records],

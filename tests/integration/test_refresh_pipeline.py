@@ -254,8 +254,8 @@ def test_readers_are_never_blocked_by_back_to_back_refreshes(
             while not stop.is_set():
                 exclusive_locks.extend(
                     conn.execute(
-                        "SELECT c.relname, l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-                        " WHERE c.relname = ANY(%s) AND l.mode = 'AccessExclusiveLock'",
+                        "SELECT c.relname, l.mode FROM pg_locks l"
+                        " JOIN pg_class c ON c.oid = l.relation WHERE c.relname = ANY(%s) AND l.mode = 'AccessExclusiveLock'",
                         (list(VIEWS),),
                     ).fetchall()
                 )
@@ -278,8 +278,8 @@ def test_readers_are_never_blocked_by_back_to_back_refreshes(
     # Then no read waited 100 ms, and no ACCESS EXCLUSIVE lock was taken on a view
     during = latencies[idle:]
     print(
-        f"\nreaders: {len(during)} reads during refreshes, p50 {statistics.median(during) * 1000:.2f} ms,"
-        f" max {max(during) * 1000:.2f} ms"
+        f"\nreaders: {len(during)} reads during refreshes,"
+        f" p50 {statistics.median(during) * 1000:.2f} ms, max {max(during) * 1000:.2f} ms"
     )
     assert len(during) > 10
     assert max(during) < 0.100

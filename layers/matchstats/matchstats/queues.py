@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from matchstats.errors import QueueUnavailableError
 
 if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs import SQSClient as SQSClient
 else:
     SQSClient = Any
 
@@ -42,7 +42,7 @@ def backoff_seconds(receive_count: int, max_receive_count: int = 3, base_s: int 
     """
     if receive_count >= max_receive_count:
         return 0
-    return min(base_s * 2 ** max(receive_count - 1, 0), _MAX_VISIBILITY_S)
+    return int(min(base_s * 2 ** max(receive_count - 1, 0), _MAX_VISIBILITY_S))
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,10 @@ class Queues:
                     entry["MessageAttributes"] = _string_attributes(message.attributes)
                 entries.append(entry)
             try:
-                response = self._client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+                response = self._client.send_message_batch(
+                    QueueUrl=queue_url,
+                    Entries=entries,  # type: ignore[arg-type]  # built as plain dicts
+                )
             except (BotoCoreError, ClientError) as exc:
                 failed.update({message.entry_id: str(exc) for message in chunk})
                 continue

@@ -1,0 +1,87 @@
+"""Message parsing at the edge: bad input fails with a message that names the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from matchstats.errors import InvalidMessageError
+from matchstats.messages import (
+    PointsMessage,
+    RefreshReason,
+    RefreshScope,
+    parse_points_message,
+    parse_refresh_message,
+)
+
+
+def test_a_points_message_needs_only_a_match_id_and_ignores_unknown_fields() -> None:
+    # Given a body with an extra field
+    body = '{"matchId": 42, "scoreVersion": 3, "sentBy": "scoring"}'
+
+    # When it is parsed
+    message = parse_points_message(body)
+
+    # Then it carries the match and the version, and nothing else
+    assert message == PointsMessage(match_id=42, score_version=3)
+    assert message.to_body() == '{"matchId":42,"scoreVersion":3}'
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("not json", "body is not valid JSON"),
+        ("[42]", "body: Input should be an object"),
+        ("{}", "matchId: Field required"),
+        ('{"matchId": 0}', "matchId: Input should be greater than 0"),
+        ('{"matchId": -5}', "matchId: Input should be greater than 0"),
+        ('{"matchId": "42"}', "matchId: Input should be a valid integer"),
+        ('{"matchId": 4.5}', "matchId: Input should be a valid integer"),
+        ('{"matchId": true}', "matchId: Input should be a valid integer"),
+        ('{"matchId": 9223372036854775808}', "matchId: Input should be less than or equal to"),
+        (
+            '{"matchId": 1, "scoreVersion": 0}',
+            "scoreVersion: Input should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_a_bad_points_body_is_rejected_naming_the_problem(body: str, problem: str) -> None:
+    # When a bad body is parsed, Then the error names what is wrong
+    with pytest.raises(InvalidMessageError) as caught:
+        parse_points_message(body)
+    assert str(caught.value).startswith(problem)
+    assert caught.value.kind == "invalid_message"
+
+
+def test_a_refresh_message_round_trips_in_camel_case() -> None:
+    # Given a refresh request as the points function sends it
+    body = '{"scope": "all", "reason": "points", "requestedAt": "2026-11-28T12:00:00.123456+00:00"}'
+
+    # When it is parsed and written back
+    message = parse_refresh_message(body)
+
+    # Then nothing is lost and the views it names are both
+    assert (message.scope, message.reason, message.force) == (
+        RefreshScope.ALL,
+        RefreshReason.POINTS,
+        False,
+    )
+    assert message.scope.views == ("competition_standings", "competitor_stats")
+    assert parse_refresh_message(message.to_body()) == message
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('{"scope": "all", "reason": "points"}', "requestedAt: Field required"),
+        (
+            '{"scope": "all", "reason": "points", "requestedAt": "2026-11-28T12:00:00"}',
+            "requestedAt: Input should have timezone info",
+        ),
+        ('{"scope": "all", "reason": "cron", "requestedAt": "2026-11-28T12:00:00Z"}', "reason:"),
+        ('{"scope": "teams", "reason": "api", "requestedAt": "2026-11-28T12:00:00Z"}', "scope:"),
+    ],
+)
+def test_a_bad_refresh_body_is_rejected_naming_the_problem(body: str, problem: str) -> None:
+    with pytest.raises(InvalidMessageError) as caught:
+        parse_refresh_message(body)
+    assert str(caught.value).startswith(problem)
