@@ -41,6 +41,7 @@ class RedrivenQueue:
     url: str
     arn: str
     dead_letter_url: str
+    max_receive_count: int
 
 
 @pytest.fixture
@@ -66,6 +67,7 @@ def make_queue(sqs_client: SQSClient) -> Callable[..., RedrivenQueue]:
             url=urls[name],
             arn=queue_arn(sqs_client, urls[name]),
             dead_letter_url=urls[f"{name}-dlq"],
+            max_receive_count=TEST_MAX_RECEIVE_COUNT,
         )
 
     return make

@@ -141,7 +141,9 @@ def test_create_queues_is_idempotent_and_converges_to_the_spec(sqs_client: SQSCl
     # Given queues that already exist
     name = f"again-{uuid.uuid4().hex[:8]}"
     specs = [
-        QueueSpec(name=name, visibility_timeout=5, dead_letter_queue=f"{name}-dlq", max_receive_count=3),
+        QueueSpec(
+            name=name, visibility_timeout=5, dead_letter_queue=f"{name}-dlq", max_receive_count=3
+        ),
         QueueSpec(name=f"{name}-dlq"),
     ]
     first = create_queues(sqs_client, specs)

@@ -255,7 +255,8 @@ def test_readers_are_never_blocked_by_back_to_back_refreshes(
                 exclusive_locks.extend(
                     conn.execute(
                         "SELECT c.relname, l.mode FROM pg_locks l"
-                        " JOIN pg_class c ON c.oid = l.relation WHERE c.relname = ANY(%s) AND l.mode = 'AccessExclusiveLock'",
+                        " JOIN pg_class c ON c.oid = l.relation"
+                        " WHERE c.relname = ANY(%s) AND l.mode = 'AccessExclusiveLock'",
                         (list(VIEWS),),
                     ).fetchall()
                 )
