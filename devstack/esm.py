@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack.lambda_context import LOCAL_REGION, LambdaContext
-from devstack.sqs import QueueCounts, queue_arn, queue_counts
+from devstack.sqs import QueueCounts, queue_counts
+from devstack.sqs import queue_arn as lookup_queue_arn
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -130,7 +131,7 @@ class EventSourceMapping:
             return self
         self._check_visibility_timeout()
         if self._queue_arn is None:
-            self._queue_arn = queue_arn(self._sqs, self.queue_url)
+            self._queue_arn = lookup_queue_arn(self._sqs, self.queue_url)
         self._stopping.clear()
         self._workers = [
             threading.Thread(

@@ -30,6 +30,7 @@ from moto.server import ThreadedMotoServer
 from moto.sqs.models import sqs_backends
 from werkzeug.serving import make_server
 
+from devstack import moto_clock
 from devstack.template import load_template, resources_of_type
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class LocalSqs:
     def start(self) -> LocalSqs:
         if self._server is not None:
             return self
+        moto_clock.install()
         # Port 0 lets the server bind a free port itself, so no other process can take
         # the port between our choosing it and the server binding it.
         server = _SerializedMotoServer(self.account_id, ip_address=LOOPBACK, port=0, verbose=False)

@@ -224,5 +224,5 @@ def test_each_local_sqs_is_a_loopback_server_with_its_own_queues(
     assert environment["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{other_endpoint.port}"
     assert environment["AWS_ACCESS_KEY_ID"] == "testing"
     assert sqs_client.get_queue_url(QueueName="mine")["QueueUrl"]
-    with pytest.raises(OSError):
+    with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", other_endpoint.port or 0), timeout=1).close()
