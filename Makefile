@@ -8,6 +8,10 @@ SAM_VENV  := .venv-sam
 SAM       := $(SAM_VENV)/bin/sam
 STAMP     := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
+# The template's Lambda runtime (python3.13): its Python runs `make invoke`'s functions.
+RUNTIME       := $(shell sed -n 's/^ *Runtime: *\(python[0-9.]*\).*/\1/p' template.yaml | head -n 1)
+RUNTIME_VENV  := .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.installed-$(RUNTIME)
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -15,6 +19,7 @@ help:
 	@echo "make demo                                   run the whole pipeline locally and print the standings"
 	@echo "make test                                   set up and run every test"
 	@echo "make invoke FN=<logical id> EVENT=events/<file>.json   invoke one function locally"
+	@echo "make dev                                    keep the local stack running (API, queues, database)"
 	@echo "make lint                                   ruff and mypy"
 
 $(STAMP): pyproject.toml layers/matchstats/requirements.txt
@@ -30,14 +35,32 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli cfn-lint
 	@touch $@
 
-.PHONY: venv sam-venv
+# Exactly the runtime's Python, holding only the Lambda runtime interface client: the
+# function's own dependencies come from the built layer, as in Lambda. `sam build` also
+# finds its python3.13 here. The stamp names the runtime, so a new one rebuilds the venv.
+$(RUNTIME_STAMP):
+	rm -rf $(RUNTIME_VENV)
+	@py=$$(scripts/runtime-python) && echo "creating $(RUNTIME_VENV) with $$py" && "$$py" -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/pip install --quiet --upgrade pip
+	$(RUNTIME_VENV)/bin/pip install --quiet "awslambdaric>=3"
+	@touch $@
+
+.PHONY: venv sam-venv runtime-venv
 venv: $(STAMP)
 sam-venv: $(SAM_STAMP)
+runtime-venv: $(RUNTIME_STAMP)
 
 .PHONY: test
-test: $(STAMP) $(SAM_STAMP)
+test: $(STAMP) $(SAM_STAMP) $(RUNTIME_STAMP)
 	SAM_CLI_TELEMETRY=0 MATCHSTATS_SAM_BIN=$(abspath $(SAM)) MATCHSTATS_CFN_LINT_BIN=$(abspath $(SAM_VENV)/bin/cfn-lint) \
 		$(PY) -m pytest $(PYTEST_ARGS)
+
+# sam build, then the function under the Lambda Runtime Interface Emulator, no Docker.
+# It talks to whatever env.json (or ENV_VARS) points at; it starts no services itself.
+.PHONY: invoke
+invoke: $(STAMP) $(SAM_STAMP) $(RUNTIME_STAMP)
+	@SAM_CLI_TELEMETRY=0 $(PY) -m devstack.invoke --function "$(FN)" --event "$(EVENT)" \
+		--env-vars "$(or $(ENV_VARS),env.json)" $(INVOKE_ARGS)
 
 .PHONY: lint
 lint: $(STAMP)
@@ -47,8 +70,12 @@ lint: $(STAMP)
 
 .PHONY: demo
 demo: $(STAMP)
-	@echo "make demo is coming with the local stack (issue 4)."
+	$(PY) -m devstack.demo
+
+.PHONY: dev
+dev: $(STAMP)
+	$(PY) -m devstack.dev
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

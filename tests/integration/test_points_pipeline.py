@@ -21,7 +21,7 @@ from devstack.seed import complete_matches, correct_score, create_season, void_m
 from devstack.sqs import LocalSqs
 from matchstats.producer import enqueue_points_calculations
 from tests.conftest import truncate_all
-from tests.factories import points_bodies, sqs_event
+from tests.factories import load_event, points_bodies, sqs_event
 from tests.stack import Stack, function_environment
 
 FUNCTION_TIMEOUT_S = 120
@@ -354,3 +354,20 @@ def test_job_history_keeps_the_last_100_completed_and_50_failed(
     kept = {job_id for (job_id,) in db.execute("SELECT job_id FROM job_history").fetchall()}
     assert batches[-1] <= kept
     assert not batches[0] & kept
+
+
+def test_the_sample_event_computes_points_through_the_handler(
+    points_env: Stack, db: psycopg.Connection
+) -> None:
+    # Given matches 1 and 2 completed, as events/calculate-points.json expects
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    assert season.match_ids[:2] == [1, 2]
+    complete_matches(db, [1, 2], random.Random(9))
+
+    # When the sample event is invoked through the handler
+    response = app.lambda_handler(load_event("calculate-points.json"), context())
+
+    # Then both records complete and their points equal a recomputation
+    assert response == {"batchItemFailures": []}
+    assert actual_match_points(db) == expected_match_points(db)
+    assert len(actual_match_points(db)) == 4

@@ -34,7 +34,7 @@ from matchstats.models import PointsJob, ViewState
 from matchstats.refresh import decide
 from refresh_views import app
 from tests.conftest import truncate_all
-from tests.factories import sqs_event
+from tests.factories import load_event, sqs_event
 from tests.stack import Stack, function_environment
 
 VIEWS = ("competition_standings", "competitor_stats")
@@ -322,3 +322,19 @@ def test_an_invalid_refresh_request_is_dead_lettered_with_its_reason(
     assert dead["Body"] == bad
     reason = dead["MessageAttributes"]["matchstats.reason"]["StringValue"]
     assert reason.startswith("scope: Input should be 'all', 'competition_standings'")
+
+
+def test_the_sample_event_refreshes_through_the_handler(
+    refresh_env: Stack, db: psycopg.Connection, database_url: str
+) -> None:
+    # Given a played season and the sample event of events/ (a points and a schedule request)
+    play_season(db, database_url, competitions=1, competitors_per_competition=4)
+    event = load_event("refresh-views.json")
+
+    # When it is invoked through the handler
+    response = app.lambda_handler(event, context())
+
+    # Then both records complete and both views now hold the recomputation
+    assert response == {"batchItemFailures": []}
+    assert actual_standings(db) == expected_standings(db)
+    assert actual_competitor_stats(db) == expected_competitor_stats(db)

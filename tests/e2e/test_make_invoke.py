@@ -1,0 +1,205 @@
+"""`make invoke` end to end: sam build, the Lambda Runtime Interface Emulator and the
+sample events in events/, against the real PostgreSQL and the local SQS.
+
+The functions run with the repository's own env.json, its local URLs pointed at this
+test's database and queues, so the file a developer uses is the one under test. A new
+function is one more line in CASES (and its entry in env.json).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from devstack.invoke import is_running
+from devstack.seed import complete_matches, create_season
+from devstack.sqs import LocalSqs
+from matchstats.messages import parse_refresh_message
+from tests.conftest import truncate_all
+from tests.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+# The first run builds the layer (pip downloads its wheels) before invoking.
+INVOKE_TIMEOUT_S = 280
+# env.json's stand-ins for the services `make dev` runs.
+LOCAL_SQS = "http://127.0.0.1:4566"
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Case:
+    function: str
+    event: str  # events/<event>.json
+    # The reason of the one refresh request the function leaves on RefreshQueue.
+    refresh_reason: str
+    # Keys the printed response must have, with these values.
+    response: dict[str, Any]
+    match_points: int = 0
+
+
+CASES = [
+    Case("CalculatePointsFunction", "calculate-points", "points", {"batchItemFailures": []}, 4),
+    Case("ScheduledRefreshFunction", "scheduled-refresh", "schedule", {"status": "enqueued"}),
+    Case("RefreshApiFunction", "refresh-api", "api", {"statusCode": 202}),
+]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def response(self) -> Any:
+        lines = [line for line in self.stdout.splitlines() if line.strip()]
+        assert lines, f"nothing on stdout; stderr:\n{self.stderr}"
+        return json.loads(lines[-1])
+
+    @property
+    def pids(self) -> list[int]:
+        """The emulator's and its runtime's, as the command reports stopping them."""
+        return [
+            int(pid)
+            for line in re.findall(r"^invoke: emulator pid .* stopped$", self.stderr, re.M)
+            for pid in re.findall(r"pid (\d+)", line)
+        ]
+
+
+def make_invoke(*variables: str) -> Invocation:
+    # The make running this test (make test) passes down flags and a jobserver the
+    # inner make must not inherit.
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
+    }
+    result = subprocess.run(  # noqa: S603 (our own make target)
+        ["make", "--no-print-directory", "invoke", *variables],  # noqa: S607 (make on PATH)
+        cwd=ROOT,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=INVOKE_TIMEOUT_S,
+        check=False,
+    )
+    return Invocation(result.returncode, result.stdout, result.stderr)
+
+
+def local_env_file(stack: Stack, database_url: str, endpoint_url: str) -> dict[str, Any]:
+    """The repository's env.json with its local URLs replaced by this test's services."""
+
+    def pointed_here(name: str, value: str) -> str:
+        if name == "DATABASE_URL":
+            return database_url
+        if value == LOCAL_SQS:
+            return endpoint_url
+        if value.startswith(LOCAL_SQS + "/"):
+            return stack.urls[value.rsplit("/", 1)[-1]]
+        return value
+
+    document = json.loads((ROOT / "env.json").read_text())
+    return {
+        section: {name: pointed_here(name, value) for name, value in variables.items()}
+        for section, variables in document.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def local_sqs() -> Iterator[LocalSqs]:
+    with LocalSqs() as sqs:
+        yield sqs
+
+
+@pytest.fixture
+def stack(local_sqs: LocalSqs, db: psycopg.Connection) -> Stack:
+    """Empty tables and fresh queues for each invocation."""
+    truncate_all(db)
+    return Stack.fresh_queues(local_sqs.client())
+
+
+@pytest.fixture
+def env_file(stack: Stack, database_url: str, local_sqs: LocalSqs, tmp_path: Path) -> Path:
+    path = tmp_path / "env.json"
+    path.write_text(json.dumps(local_env_file(stack, database_url, local_sqs.endpoint_url)))
+    return path
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.function for case in CASES])
+def test_make_invoke_runs_the_sample_event_through_the_built_function(
+    case: Case, stack: Stack, env_file: Path, db: psycopg.Connection
+) -> None:
+    # Given matches 1 and 2 completed, as events/calculate-points.json expects
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    assert season.match_ids[:2] == [1, 2]
+    complete_matches(db, [1, 2], random.Random(7))
+
+    # When the function is invoked with its sample event
+    invocation = make_invoke(
+        f"FN={case.function}", f"EVENT=events/{case.event}.json", f"ENV_VARS={env_file}"
+    )
+
+    # Then it succeeds and prints the function's response ...
+    assert invocation.exit_code == 0, invocation.stderr
+    assert invocation.response | case.response == invocation.response, invocation.stdout
+    # ...with the emulator's START, END and REPORT lines around the function's logs
+    for marker in ("START RequestId: ", "END RequestId: ", "REPORT RequestId: "):
+        assert re.search(f"^{marker}", invocation.stderr, re.M), invocation.stderr
+    # ...the rows and the refresh request it is for
+    (rows,) = db.execute("SELECT count(*) FROM match_points").fetchone() or (None,)
+    assert rows == case.match_points
+    refresh = receive_all(stack, "RefreshQueue")
+    assert [parse_refresh_message(m["Body"]).reason for m in refresh] == [case.refresh_reason]
+    # ...and neither the emulator nor its runtime is left running
+    assert len(invocation.pids) >= 2, invocation.stderr
+    assert [pid for pid in invocation.pids if is_running(pid)] == []
+
+
+@pytest.mark.parametrize(
+    ("variables", "problem"),
+    [
+        (["FN=NoSuchFunction", "EVENT=events/calculate-points.json"], "unknown function"),
+        (["EVENT=events/calculate-points.json"], "no function given"),
+        (["FN=CalculatePointsFunction", "EVENT=events/no-such-event.json"], "cannot read event"),
+    ],
+    ids=["unknown function", "no function", "missing event"],
+)
+def test_make_invoke_names_the_problem_when_the_function_or_event_is_wrong(
+    variables: list[str], problem: str
+) -> None:
+    # Given a function or an event the repository does not have
+    # When make invoke is asked for it
+    invocation = make_invoke(*variables)
+
+    # Then it fails on one line that names the problem and lists what there is
+    assert invocation.exit_code != 0
+    (message,) = [line for line in invocation.stderr.splitlines() if line.startswith("invoke:")]
+    assert problem in message
+    assert "CalculatePointsFunction" in message or "events/calculate-points.json" in message
+    # ...without starting an emulator
+    assert "emulator pid" not in invocation.stderr
+
+
+def receive_all(stack: Stack, queue: str) -> list[dict[str, Any]]:
+    """Every message on `queue`, delayed ones included (a refresh waits a second)."""
+    messages: list[dict[str, Any]] = []
+    while True:
+        batch = stack.sqs.receive_message(
+            QueueUrl=stack.urls[queue], MaxNumberOfMessages=10, WaitTimeSeconds=3
+        ).get("Messages", [])
+        if not batch:
+            return messages
+        messages.extend(batch)
+        stack.delete(queue, batch)
