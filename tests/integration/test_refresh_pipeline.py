@@ -33,6 +33,7 @@ from matchstats.messages import RefreshMessage, RefreshReason, RefreshScope
 from matchstats.models import PointsJob, ViewState
 from matchstats.refresh import decide
 from refresh_views import app
+from scheduled_refresh import app as scheduled_refresh
 from tests.conftest import truncate_all
 from tests.factories import load_event, sqs_event
 from tests.stack import Stack, function_environment
@@ -335,6 +336,42 @@ def test_the_sample_event_refreshes_through_the_handler(
     response = app.lambda_handler(event, context())
 
     # Then both records complete and both views now hold the recomputation
+    assert response == {"batchItemFailures": []}
+    assert actual_standings(db) == expected_standings(db)
+    assert actual_competitor_stats(db) == expected_competitor_stats(db)
+
+
+def test_points_whose_refresh_request_was_lost_are_caught_up_by_the_schedule(
+    refresh_env: Stack, db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given fresh views, then points committed whose refresh request never reached the queue
+    match_ids = play_season(db, database_url, competitions=1, competitors_per_competition=6)
+    app.lambda_handler(sqs_event([request_body(db, RefreshReason.SCHEDULE)]), context())
+    late = [
+        m
+        for m in match_ids
+        if m not in {r for (r,) in db.execute("SELECT match_id FROM match_points")}
+    ]
+    complete_matches(db, late, random.Random(10))
+    compute_points(database_url, late)
+    assert actual_standings(db) != expected_standings(db)
+
+    # When the schedule fires (the real function, through its sample event) ...
+    for name, value in function_environment(
+        refresh_env, database_url, "ScheduledRefreshFunction"
+    ).items():
+        monkeypatch.setenv(name, value)
+    scheduled_refresh.dependencies.cache_clear()
+    scheduled_refresh.lambda_handler(
+        load_event("scheduled-refresh.json"),
+        LambdaContext.for_invocation("ScheduledRefreshFunction", 30),
+    )
+    # ...and the refresher consumes what it queued
+    (request,) = refresh_env.drain_all("RefreshQueue")
+    assert json.loads(request["Body"])["reason"] == "schedule"
+    response = app.lambda_handler(sqs_event([request["Body"]]), context())
+
+    # Then the views have caught up with every committed point
     assert response == {"batchItemFailures": []}
     assert actual_standings(db) == expected_standings(db)
     assert actual_competitor_stats(db) == expected_competitor_stats(db)

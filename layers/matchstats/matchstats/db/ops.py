@@ -1,0 +1,123 @@
+"""Data access for operator tooling (the `matchstats` command): reads for status, job
+history and recompute selection, and the migrations. Read-only apart from `migrate`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from pydantic import BaseModel, ConfigDict
+
+from matchstats.db.connection import ConnectionProvider, connect
+from matchstats.db.errors import translate
+from matchstats.db.migrate import apply_migrations
+from matchstats.db.sql import load_sql
+from matchstats.errors import DatabaseUnavailableError
+from matchstats.models import JobHistoryRow, JobStatus
+
+T = TypeVar("T")
+
+
+class ViewStatusRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    view_name: str
+    last_started_at: datetime | None
+    last_finished_at: datetime | None
+    last_change_seq: int | None
+    current_change_seq: int
+    changed_at: datetime | None
+    changes_waiting: bool
+    last_duration_ms: int | None
+    now: datetime  # the database clock, to age the timestamps without trusting ours
+
+
+class MatchVersion(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    match_id: int
+    score_version: int
+
+
+class OpsStore:
+    def __init__(self, connections: ConnectionProvider):
+        self._connections = connections
+
+    def migrate(self) -> list[str]:
+        """Applies the missing migrations (matchstats.db.migrate); returns their versions."""
+        return self._run(apply_migrations)
+
+    def view_status(self) -> list[ViewStatusRow]:
+        rows = self._fetch("ops_view_status", {})
+        return [ViewStatusRow.model_validate(row) for row in rows]
+
+    def job_history(
+        self, *, job_type: str | None = None, status: JobStatus | None = None, limit: int = 20
+    ) -> list[JobHistoryRow]:
+        rows = self._fetch(
+            "ops_job_history",
+            {
+                "job_type": job_type,
+                "status": status.value if status is not None else None,
+                "limit": limit,
+            },
+        )
+        return [JobHistoryRow.model_validate(row) for row in rows]
+
+    def recompute_targets(self, competition_ids: Sequence[int] | None) -> list[MatchVersion]:
+        """Matches whose points a recompute may change, of these competitions (None: all)."""
+        rows = self._fetch(
+            "ops_recompute_targets",
+            {"competition_ids": list(competition_ids) if competition_ids is not None else None},
+        )
+        return [MatchVersion.model_validate(row) for row in rows]
+
+    def find_matches(self, match_ids: Sequence[int]) -> list[MatchVersion]:
+        rows = self._fetch("ops_find_matches", {"match_ids": list(match_ids)})
+        return [MatchVersion.model_validate(row) for row in rows]
+
+    def find_competitions(self, competition_ids: Sequence[int]) -> list[int]:
+        rows = self._fetch("ops_find_competitions", {"competition_ids": list(competition_ids)})
+        return [int(row["id"]) for row in rows]
+
+    def _fetch(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        def query(conn: psycopg.Connection) -> list[dict[str, Any]]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(load_sql(name), params).fetchall()
+
+        return self._run(query)
+
+    def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
+        try:
+            return work(self._connections.get())
+        except pg_errors.UndefinedTable as exc:
+            self._connections.release_after_error()
+            raise DatabaseUnavailableError(
+                f"{translate(exc)} (has the database been migrated?)"
+            ) from exc
+        except psycopg.Error as exc:
+            self._connections.release_after_error()
+            raise translate(exc) from exc
+
+
+@contextmanager
+def closing_connections(conninfo: Callable[[], str]) -> Iterator[ConnectionProvider]:
+    """A ConnectionProvider for a short-lived process (the operator's command): every
+    connection it opened is closed on exit."""
+    opened: list[psycopg.Connection] = []
+
+    def open_tracked(info: str) -> psycopg.Connection:
+        conn = connect(info)
+        opened.append(conn)
+        return conn
+
+    try:
+        yield ConnectionProvider(conninfo, open_tracked)
+    finally:
+        for conn in opened:
+            conn.close()

@@ -1,0 +1,276 @@
+"""`matchstats`: the operator's console command for the matchstats pipeline.
+
+Parses the command line, calls the data-access and logic functions, prints plain
+text; errors become one line on stderr and an exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import NoReturn
+
+from matchstats.errors import MatchstatsError
+from matchstats.messages import RefreshScope
+from ops import commands, dlq
+from ops.aws import Aws
+from ops.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from ops.context import Context
+from ops.settings import DEAD_LETTER_PAIRS
+
+DEBUG_ENV = "MATCHSTATS_DEBUG"
+MAX_ID = 2**63 - 1
+
+EPILOG = f"""\
+configuration (explicit environment variables win over --stack):
+  DATABASE_URL or DB_SECRET_ARN      the database (--stack supplies DB_SECRET_ARN from
+                                     the stack's DbSecretArn parameter)
+  POINTS_QUEUE_URL, REFRESH_QUEUE_URL, POINTS_DEAD_LETTER_QUEUE_URL,
+  REFRESH_DEAD_LETTER_QUEUE_URL      the queues (--stack reads them from the outputs
+                                     PointsQueueUrl, RefreshQueueUrl, ...)
+  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL
+                                     the usual boto3 settings; AWS_ENDPOINT_URL points
+                                     at a local stack
+  MATCHSTATS_DEBUG=1                 print the traceback of an unexpected error
+
+exit status:
+  {EXIT_OK}    the command did what it says
+  {EXIT_FAILED}    it failed: an unreachable database or endpoint, unknown ids, missing
+       configuration, a queue that refused messages (the message says which)
+  {EXIT_USAGE}    usage error: an unknown command, option or queue name, a bad id
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); nothing is lost, see `dlq redrive --help`
+"""
+
+DLQ_SHOW_HELP = """\
+Lists dead-lettered messages with the reason a consumer attached
+(matchstats.errorKind, matchstats.reason) and their receive counts, without
+consuming them.
+
+SQS cannot peek: a message is read by receiving it, which hides it and adds one
+to its receive count. Every message read is made visible again before the
+command returns (if the command dies, it reappears within 30 s). So "receives"
+also counts earlier looks; "source receives" is how often the source queue had
+delivered it before a consumer dead-lettered it. A message without a reason was
+moved by SQS itself after 3 failed receives (transient failures: see
+`matchstats jobs --failed`)."""
+
+DLQ_REDRIVE_HELP = """\
+Moves dead-lettered messages back to the queue they came from (points ->
+PointsQueue, refresh -> RefreshQueue), with a progress bar on stderr.
+
+Where the endpoint runs SQS message move tasks (AWS), StartMessageMoveTask moves
+them server side and the command follows its progress; Ctrl-C stops following,
+not the task. Elsewhere (moto, the local stack), or with --limit, or with
+--method copy, the command moves them itself: it receives up to 10, sends their
+copies with SendMessageBatch, and deletes from the dead-letter queue only the
+ones the send confirmed (DeleteMessageBatch). The matchstats.* reason attributes
+are not sent back (a move task keeps them; the consumers ignore them).
+
+Nothing is ever lost. Delivery is at-least-once: an interruption between a send
+and its delete may leave a copy in both queues, and the next redrive sends it
+again. The consumers tolerate duplicates: points are recomputed from the match's
+current row (idempotent), and refresh requests coalesce. Ctrl-C settles the chunk
+in hand and reports what was moved; run the command again to move the rest."""
+
+RECOMPUTE_HELP = """\
+Sends points messages to PointsQueue (SendMessageBatch, 10 a call) for a
+backfill or after a rules change, with a progress bar and a count.
+
+--match sends one per named match (each must exist). --competition and --all
+select every completed match and every match that still has match_points rows,
+since a voided or reopened match must lose its points; any other match has no
+points either way. Recomputing is idempotent, so running it twice is harmless."""
+
+REFRESH_HELP = """\
+Asks RefreshViewsFunction for a refresh of the materialized views (reason
+manual), or with --wait refreshes them in this process with the function's own
+logic and prints how long each took, or why it was skipped (nothing changed
+since the last refresh; --force refreshes anyway)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"must be a positive id, got {text}")
+    return value
+
+
+def _limit(maximum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"at most {maximum}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Accepted before or after the command; SUPPRESS lets the two places not overwrite.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--stack",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="read the queue URLs (and the database secret) from this CloudFormation stack",
+    )
+    common.add_argument(
+        "--profile", default=argparse.SUPPRESS, help="AWS profile (default: AWS_PROFILE)"
+    )
+    common.add_argument(
+        "--region", default=argparse.SUPPRESS, help="AWS region (default: AWS_REGION)"
+    )
+    formatter = argparse.RawDescriptionHelpFormatter
+
+    parser = _Parser(
+        prog="matchstats",
+        description="Status, dead letters and repairs of the matchstats pipeline.",
+        epilog=EPILOG,
+        formatter_class=formatter,
+        parents=[common],
+    )
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str, description: str | None = None) -> _Parser:
+        sub: _Parser = subcommands.add_parser(
+            name,
+            help=help_text,
+            description=description or help_text,
+            epilog=EPILOG,
+            formatter_class=formatter,
+            parents=[common],
+        )
+        return sub
+
+    command("migrate", "apply the database migrations (idempotent)").set_defaults(
+        run=commands.migrate
+    )
+    command("status", "queue depths, view freshness and the latest job failures").set_defaults(
+        run=commands.show_status
+    )
+
+    jobs = command("jobs", "the job history (table job_history), newest first")
+    jobs.add_argument("--failed", action="store_true", help="only failed runs")
+    jobs.add_argument("--type", choices=("points", "refresh"), help="only this job type")
+    jobs.add_argument("--limit", type=_limit(1000), default=20, metavar="N", help="default 20")
+    jobs.set_defaults(run=commands.jobs)
+
+    dead_letters = command("dlq", "dead-letter queues: show, redrive")
+    actions = dead_letters.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = actions.add_parser(
+        "show",
+        help="list dead-lettered messages and their reasons, without consuming them",
+        description=DLQ_SHOW_HELP,
+        epilog=EPILOG,
+        formatter_class=formatter,
+        parents=[common],
+    )
+    show.add_argument("queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue")
+    show.add_argument("--limit", type=_limit(1000), default=10, metavar="N", help="default 10")
+    show.set_defaults(run=commands.dlq_show)
+    redrive = actions.add_parser(
+        "redrive",
+        help="move dead-lettered messages back to their source queue",
+        description=DLQ_REDRIVE_HELP,
+        epilog=EPILOG,
+        formatter_class=formatter,
+        parents=[common],
+    )
+    redrive.add_argument("queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue")
+    redrive.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="move at most N (default: all)"
+    )
+    redrive.add_argument(
+        "--method",
+        choices=[method.value for method in dlq.RedriveMethod],
+        default=dlq.RedriveMethod.AUTO.value,
+        help="auto (default): a move task where the endpoint supports it and no --limit, else copy",
+    )
+    redrive.add_argument(
+        "--hold",
+        type=_limit(43_200),
+        default=dlq.REDRIVE_HOLD_S,
+        metavar="SECONDS",
+        help="how long a message being copied stays hidden in the dead-letter queue if the"
+        f" command dies before deleting it (default {dlq.REDRIVE_HOLD_S})",
+    )
+    redrive.set_defaults(run=commands.dlq_redrive)
+
+    points = command("recompute", "enqueue points messages for matches", RECOMPUTE_HELP)
+    scope = points.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--match", type=_positive_int, nargs="+", metavar="ID")
+    scope.add_argument("--competition", type=_positive_int, nargs="+", metavar="ID")
+    scope.add_argument("--all", action="store_true", help="every competition")
+    points.add_argument("--dry-run", action="store_true", help="count the matches, send nothing")
+    points.set_defaults(run=commands.recompute_points)
+
+    views = command("refresh", "refresh the materialized views", REFRESH_HELP)
+    views.add_argument(
+        "--scope", choices=[s.value for s in RefreshScope], default=RefreshScope.ALL.value
+    )
+    views.add_argument("--force", action="store_true", help="even if nothing changed")
+    views.add_argument(
+        "--wait", action="store_true", help="refresh in this process and report the outcome"
+    )
+    views.add_argument(
+        "--timeout",
+        type=_limit(3600),
+        default=600,
+        metavar="SECONDS",
+        help="with --wait: statement timeout of each refresh (default 600)",
+    )
+    views.set_defaults(run=commands.refresh)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    aws: Aws | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """The console script. `aws` and `environ` let a test hand in clients and settings."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    env = os.environ if environ is None else environ
+    context: Context | None = None
+    try:
+        if aws is None:
+            aws = Aws(profile=getattr(args, "profile", None), region=getattr(args, "region", None))
+        context = Context(args, aws, env)
+        code: int = args.run(context)
+        return code
+    except dlq.RedriveInterruptedError as exc:
+        return commands.error(f"interrupted: {exc}", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        return commands.error("interrupted", EXIT_INTERRUPTED)
+    except MatchstatsError as exc:
+        return commands.error(str(exc))
+    except Exception as exc:
+        if env.get(DEBUG_ENV):
+            traceback.print_exc()
+        return commands.error(
+            f"unexpected {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)"
+        )
+    finally:
+        if context is not None:
+            context.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""The `matchstats` commands: each calls the logic or data-access functions and prints
+plain text; errors are raised and become one line in ops.cli.main."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+
+from matchstats.errors import MatchstatsError
+from matchstats.messages import RefreshReason, RefreshScope
+from matchstats.models import JobHistoryRow, JobStatus
+from matchstats.refresh import ViewDecision
+from matchstats.refresh_requests import enqueue_refresh
+from ops import dlq, recompute, refresh_now, status
+from ops.aws import queue_label
+from ops.context import Context
+from ops.render import ProgressBar, age, duration, shorten, table, timestamp
+from ops.settings import DEAD_LETTER_PAIRS, QueueName
+from ops.sqs import oldest_message_ages
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def error(message: str, code: int = EXIT_FAILED) -> int:
+    """Prints `message` as one line on stderr and returns the exit status."""
+    print(f"matchstats: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def migrate(ctx: Context) -> int:
+    applied = ctx.store.migrate()
+    if applied:
+        print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
+    else:
+        print("the database is up to date: no migration to apply")
+    return EXIT_OK
+
+
+def show_status(ctx: Context) -> int:
+    queues = status.queue_statuses(
+        ctx.settings,
+        ctx.queues,
+        lambda urls: oldest_message_ages(ctx.aws.cloudwatch, urls),
+    )
+    print("Queues")
+    print(
+        table(
+            ("queue", "visible", "in flight", "delayed", "oldest", "note"),
+            [
+                (
+                    q.queue.value,
+                    q.depth.visible if q.depth else None,
+                    q.depth.in_flight if q.depth else None,
+                    q.depth.delayed if q.depth else None,
+                    duration(q.oldest_age_s),
+                    q.problem or "",
+                )
+                for q in queues
+            ],
+            indent="  ",
+        )
+    )
+    print("  (oldest: CloudWatch ApproximateAgeOfOldestMessage; - without a recent datapoint)")
+    print()
+    try:
+        database = status.database_status(ctx.store)
+    except MatchstatsError as exc:
+        # The queue figures above still stand; the error says what is missing.
+        print("Views and jobs: database unavailable")
+        return error(str(exc))
+    print("Views")
+    print(
+        table(
+            (
+                "view",
+                "last refreshed",
+                "ago",
+                "took",
+                "includes change",
+                "latest change",
+                "changes waiting",
+            ),
+            [
+                (
+                    v.view_name,
+                    timestamp(v.last_finished_at) if v.last_finished_at else "never",
+                    age(v.last_finished_at, v.now),
+                    duration(v.last_duration_ms / 1000 if v.last_duration_ms is not None else None),
+                    v.last_change_seq,
+                    v.current_change_seq,
+                    v.changes_waiting,
+                )
+                for v in database.views
+            ],
+            indent="  ",
+        )
+    )
+    print()
+    print("Latest job failures")
+    if database.recent_failures:
+        print(_jobs_table(database.recent_failures))
+    else:
+        print("  none")
+    unread = [q.queue.value for q in queues if q.problem]
+    if unread:
+        return error(f"could not read {', '.join(unread)} (see the note column)")
+    return EXIT_OK
+
+
+def jobs(ctx: Context) -> int:
+    rows = ctx.store.job_history(
+        job_type=ctx.args.type,
+        status=JobStatus.FAILED if ctx.args.failed else None,
+        limit=ctx.args.limit,
+    )
+    if not rows:
+        print("no job runs match")
+        return EXIT_OK
+    print(_jobs_table(rows, indent=""))
+    print(f"{len(rows)} run(s), newest first")
+    return EXIT_OK
+
+
+def _jobs_table(rows: Sequence[JobHistoryRow], indent: str = "  ") -> str:
+    return table(
+        ("id", "finished", "type", "status", "subject", "attempts", "took", "job id", "error"),
+        [
+            (
+                j.id,
+                j.finished_at,
+                j.job_type,
+                j.status.value,
+                j.subject,
+                j.attempts,
+                duration(j.duration_ms / 1000),
+                shorten(j.job_id, 40),
+                j.error or "",
+            )
+            for j in rows
+        ],
+        indent=indent,
+    )
+
+
+def dlq_show(ctx: Context) -> int:
+    pair = DEAD_LETTER_PAIRS[ctx.args.queue]
+    url = ctx.settings.queue_url(pair.dead_letter)
+    result = dlq.show(ctx.queues, url, limit=ctx.args.limit)
+    if not result.messages:
+        print(f"{pair.dead_letter.value} is empty")
+        return EXIT_OK
+    now = time.time()
+    print(
+        table(
+            ("message id", "sent", "receives", "source receives", "kind", "body", "reason"),
+            [
+                (
+                    m.message_id,
+                    f"{duration(now - m.sent_at.timestamp())} ago" if m.sent_at else None,
+                    m.receive_count,
+                    m.source_receive_count,
+                    m.error_kind,
+                    shorten(m.body, 60),
+                    m.reason or "none attached: moved by SQS after repeated failures",
+                )
+                for m in result.messages
+            ],
+        )
+    )
+    print(
+        f"{len(result.messages)} shown of about {result.approximate_total} in"
+        f" {pair.dead_letter.value}; each was received to be read (SQS cannot peek),"
+        " which added one to its receive count, and is visible again"
+    )
+    return EXIT_OK
+
+
+def dlq_redrive(ctx: Context) -> int:
+    pair = DEAD_LETTER_PAIRS[ctx.args.queue]
+    dead_letter_url = ctx.settings.queue_url(pair.dead_letter)
+    source_url = ctx.settings.queue_url(pair.source)
+    method = dlq.RedriveMethod(ctx.args.method)
+    if method is dlq.RedriveMethod.MOVE_TASK and ctx.args.limit is not None:
+        return error("--limit needs --method copy or auto: a move task moves them all", EXIT_USAGE)
+    bar = ProgressBar(f"{pair.dead_letter.value} -> {pair.source.value}")
+    try:
+        result = dlq.redrive(
+            ctx.queues,
+            dead_letter_url,
+            source_url,
+            limit=ctx.args.limit,
+            method=method,
+            progress=bar.update,
+            notify=lambda text: print(f"matchstats: {text}", file=sys.stderr),
+            hold_s=ctx.args.hold,
+        )
+    finally:
+        bar.finish()
+    if result.total == 0:
+        print(f"{pair.dead_letter.value} is empty: nothing to move")
+        return EXIT_OK
+    print(
+        f"moved {result.moved} of {result.total} message(s) from {pair.dead_letter.value}"
+        f" to {pair.source.value} ({result.method.value})"
+    )
+    if result.left_behind:
+        return error(
+            f"{result.left_behind} message(s) were copied but could not be deleted from"
+            f" {pair.dead_letter.value}; they reappear there in {ctx.args.hold} s and the next"
+            " redrive sends them again (a duplicate the consumers tolerate)"
+        )
+    return EXIT_OK
+
+
+def recompute_points(ctx: Context) -> int:
+    args = ctx.args
+    matches = recompute.select_matches(
+        ctx.store,
+        match_ids=args.match,
+        competition_ids=args.competition,
+    )
+    what = (
+        f"match(es) {_short_list(args.match)}"
+        if args.match
+        else f"competition(s) {_short_list(args.competition)}"
+        if args.competition
+        else "every competition"
+    )
+    if args.dry_run:
+        print(f"would enqueue {len(matches)} points message(s) for {what}")
+        return EXIT_OK
+    queue_url = ctx.settings.queue_url(QueueName.POINTS)
+    bar = ProgressBar(f"recompute -> {queue_label(queue_url)}")
+    try:
+        sent = recompute.enqueue(matches, queue_url, sqs_client=ctx.aws.sqs, progress=bar.update)
+    finally:
+        bar.finish()
+    print(f"enqueued {sent} points message(s) on {QueueName.POINTS.value} for {what}")
+    return EXIT_OK
+
+
+def _short_list(ids: Sequence[int]) -> str:
+    return ", ".join(str(i) for i in ids[:5]) + (
+        f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+    )
+
+
+def refresh(ctx: Context) -> int:
+    scope = RefreshScope(ctx.args.scope)
+    if not ctx.args.wait:
+        url = ctx.settings.queue_url(QueueName.REFRESH)
+        message_id = enqueue_refresh(
+            url,
+            scope=scope,
+            reason=RefreshReason.MANUAL,
+            force=ctx.args.force,
+            sqs_client=ctx.aws.sqs,
+        )
+        print(
+            f"refresh requested on {QueueName.REFRESH.value}: scope {scope.value}, reason"
+            f" manual{', forced' if ctx.args.force else ''}, message id {message_id}"
+        )
+        return EXIT_OK
+    started = time.monotonic()
+    runs = refresh_now.refresh_now(
+        ctx.refresh_store,
+        ctx.jobs,
+        scope=scope,
+        force=ctx.args.force,
+        timeout_ms=ctx.args.timeout * 1000,
+    )
+    print(
+        table(
+            ("view", "outcome", "took"),
+            [
+                (
+                    run.view_name,
+                    _outcome(run.decision),
+                    duration(run.duration_ms / 1000 if run.duration_ms is not None else None),
+                )
+                for run in runs
+            ],
+        )
+    )
+    print(f"done in {duration(time.monotonic() - started)}")
+    return EXIT_OK
+
+
+def _outcome(decision: ViewDecision) -> str:
+    return {
+        ViewDecision.EXECUTED: "executed",
+        ViewDecision.UNCHANGED: "skipped: nothing changed since its last refresh (--force)",
+        ViewDecision.COVERED: "skipped: a refresh started after this request",
+    }.get(decision, decision.value)
