@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import secrets
 import tempfile
 import threading
@@ -26,7 +27,7 @@ from devstack.api_gateway import LocalApiGateway, Route
 from devstack.esm import EventSourceMapping
 from devstack.functions import FunctionSpec, LocalFunction, function_specs, resolve_environment
 from devstack.lambda_context import LOCAL_REGION, LambdaContext
-from devstack.postgres import create_database, postgres_server
+from devstack.postgres import DATABASE_URL_ENV, EmbeddedPostgres, create_database
 from devstack.sqs import LocalSqs, create_queues, queue_arn, queue_counts, queue_specs_from_template
 from devstack.template import TEMPLATE_PATH, load_template
 from matchstats.db.migrate import migrate
@@ -60,6 +61,9 @@ class DevStack:
         self.queue_urls: dict[str, str] = {}
         self.queue_arns: dict[str, str] = {}
         self.database_url = ""
+        # The embedded server, when the stack started one (None with DATABASE_URL): the
+        # chaos test stops and restarts it.
+        self.postgres: EmbeddedPostgres | None = None
         self.api: LocalApiGateway | None = None
         self.log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="matchstats-logs-"))
 
@@ -74,7 +78,13 @@ class DevStack:
         return self
 
     def _start(self) -> None:
-        server_url = self._exit.enter_context(postgres_server())
+        external = os.environ.get(DATABASE_URL_ENV)
+        if external:
+            # Not ours: used, never started or stopped here.
+            server_url = external
+        else:
+            self.postgres = self._exit.enter_context(EmbeddedPostgres())
+            server_url = self.postgres.url
         # A database of its own, so a shared DATABASE_URL server is never written over.
         self.database_url = create_database(server_url, f"matchstats_{uuid.uuid4().hex[:10]}")
         migrate(self.database_url)
