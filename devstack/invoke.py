@@ -29,7 +29,6 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -266,19 +265,19 @@ class BuiltFunction:
     layer_dirs: list[Path]
 
 
-def sam_build(sam: Path, logical_id: str, runtime_python: Path, build_dir: Path) -> float:
-    """Build `logical_id` and its layers into `build_dir`; return the seconds it took.
+def sam_build(sam: Path, runtime_python: Path, build_dir: Path) -> None:
+    """`sam build --cached` of the whole template into `build_dir`.
 
-    SAM CLI records its build cache (build.toml, one dependency folder per build
-    definition) only on a full build: a `sam build <id> --cached` without that record
-    downloads the layer's dependencies again and leaves another copy of them in
-    .aws-sam/deps every time. So the first build of a function is a full one.
+    Every function, not only the one invoked: a cached build takes as long either way
+    (copying the layer's dependencies dominates), whereas `sam build <id>` wipes the
+    other functions' builds, so switching functions would rebuild each time, and SAM
+    CLI records its cache (build.toml) only on a full build: without one, each
+    `sam build <id> --cached` downloads the layer's dependencies again and leaves
+    another copy of them (about 60 MB) in .aws-sam/deps.
     """
-    partial = _graph_knows(build_dir.parent / "build.toml", logical_id)
     command = [
         str(sam),
         "build",
-        *([logical_id] if partial else []),
         "--cached",
         *("--template-file", str(TEMPLATE)),
         *("--build-dir", str(build_dir)),
@@ -291,9 +290,9 @@ def sam_build(sam: Path, logical_id: str, runtime_python: Path, build_dir: Path)
         "PATH": f"{runtime_python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "SAM_CLI_TELEMETRY": "0",
     }
-    _say(f"sam build {logical_id if partial else '(every function, seeding the cache)'} ...")
+    _say("sam build --cached ...")
     started = time.monotonic()
-    # The output is kept for a failure only: SAM's banner of next steps does not apply here.
+    # The output is shown on a failure only: SAM's banner of next steps does not apply.
     result = subprocess.run(
         command,
         cwd=REPO,
@@ -303,66 +302,49 @@ def sam_build(sam: Path, logical_id: str, runtime_python: Path, build_dir: Path)
         stderr=subprocess.STDOUT,
         check=False,
     )
-    elapsed = time.monotonic() - started
     if result.returncode != 0:
         sys.stderr.write(result.stdout.decode(errors="replace"))
         raise InvokeError(f"sam build failed with exit code {result.returncode} (output above)")
-    _say(f"built in {elapsed:.1f} s")
-    return elapsed
+    _say(f"built in {time.monotonic() - started:.1f} s")
 
 
-def _graph_knows(graph: Path, logical_id: str) -> bool:
+def sources_digest(template: Mapping[str, Any], runtime_python: Path) -> str:
+    """A hash of everything `sam build` reads: the template, every function's CodeUri and
+    layer's ContentUri tree, and the Python that builds them."""
+    roots = set()
+    for resource_type, uri in ((SERVERLESS_FUNCTION, "CodeUri"), (SERVERLESS_LAYER, "ContentUri")):
+        for resource in resources_of_type(dict(template), resource_type).values():
+            location = (resource.get("Properties") or {}).get(uri)
+            if isinstance(location, str):
+                roots.add(REPO / location)
+    digest = hashlib.sha256(f"{runtime_python}\0".encode())
+    digest.update(TEMPLATE.read_bytes())
+    for root in sorted(roots):
+        for path in sorted(root.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(f"\0{path.relative_to(REPO)}\0".encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def build_is_current(build_dir: Path, digest: str) -> bool:
+    """True when the build came from the sources as they are now, and no other build
+    (a `sam build` by hand) has replaced it since."""
     try:
-        definitions = tomllib.loads(graph.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
-    return any(
-        logical_id in definition.get("functions", [])
-        for definition in definitions.get("function_build_definitions", {}).values()
-    )
-
-
-def build_is_current(build_dir: Path, logical_id: str, digest: str) -> bool:
-    """True when the last build of `logical_id` came from the sources as they are now and
-    no build of another function has replaced it since (a partial build wipes the rest)."""
-    try:
-        stamp = _stamp_path(build_dir, logical_id).read_text().split()
+        stamp = _stamp_path(build_dir).read_text().split()
         built_template = (build_dir / "template.yaml").read_bytes()
     except OSError:
         return False
     return stamp == [digest, hashlib.sha256(built_template).hexdigest()]
 
 
-def record_build(build_dir: Path, logical_id: str, digest: str) -> None:
+def record_build(build_dir: Path, digest: str) -> None:
     built_template = (build_dir / "template.yaml").read_bytes()
-    stamp = _stamp_path(build_dir, logical_id)
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(f"{digest} {hashlib.sha256(built_template).hexdigest()}\n")
+    _stamp_path(build_dir).write_text(f"{digest} {hashlib.sha256(built_template).hexdigest()}\n")
 
 
-def _stamp_path(build_dir: Path, logical_id: str) -> Path:
-    return build_dir.parent / "invoke-stamps" / logical_id
-
-
-def sources_digest(template: Mapping[str, Any], logical_id: str, runtime_python: Path) -> str:
-    """A hash of everything `sam build <logical_id>` reads: the template, the function's
-    CodeUri and its layers' ContentUri trees, and the Python that builds them."""
-    resources = template.get("Resources") or {}
-    properties = resources[logical_id].get("Properties") or {}
-    roots = [REPO / str(properties.get("CodeUri", ""))]
-    for layer in _layer_refs(template, properties):
-        name = layer.get("Ref") if isinstance(layer, dict) else None
-        content = ((resources.get(name) or {}).get("Properties") or {}).get("ContentUri")
-        if content:
-            roots.append(REPO / str(content))
-    digest = hashlib.sha256(f"{runtime_python}\0".encode())
-    digest.update(TEMPLATE.read_bytes())
-    for root in roots:
-        for path in sorted(root.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(f"\0{path.relative_to(REPO)}\0".encode())
-                digest.update(path.read_bytes())
-    return digest.hexdigest()
+def _stamp_path(build_dir: Path) -> Path:
+    return build_dir.parent / "invoke-build.sha256"
 
 
 def built_function(build_dir: Path, logical_id: str) -> BuiltFunction:
@@ -740,12 +722,12 @@ def _run(args: argparse.Namespace) -> int:
     rie = find_rie(sam, spec.architecture)
     build_dir = args.build_dir.absolute()
     if not args.no_build:
-        digest = sources_digest(template, spec.logical_id, runtime_python)
-        if build_is_current(build_dir, spec.logical_id, digest):
-            _say(f"build of {spec.logical_id} is up to date")
+        digest = sources_digest(template, runtime_python)
+        if build_is_current(build_dir, digest):
+            _say(f"the build in {build_dir} is up to date")
         else:
-            sam_build(sam, spec.logical_id, runtime_python, build_dir)
-            record_build(build_dir, spec.logical_id, digest)
+            sam_build(sam, runtime_python, build_dir)
+            record_build(build_dir, digest)
     built = built_function(build_dir, spec.logical_id)
 
     environment = function_environment(spec, overrides, shell)

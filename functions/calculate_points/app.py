@@ -42,11 +42,14 @@ def dependencies() -> PointsDependencies:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def lambda_handler(
+    event: dict[str, Any], context: LambdaContext, deps: PointsDependencies | None = None
+) -> PartialItemFailureResponse:
+    """`deps` lets a test or benchmark hand in its own; Lambda calls with (event, context)."""
     records = [SqsRecordModel.model_validate(raw) for raw in event.get("Records", [])]
     result = calculate_points(
         [to_received(record) for record in records],
-        dependencies(),
+        deps if deps is not None else dependencies(),
         remaining_ms=context.get_remaining_time_in_millis,
     )
 
