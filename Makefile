@@ -62,6 +62,11 @@ invoke: $(STAMP) $(SAM_STAMP) $(RUNTIME_STAMP)
 	@SAM_CLI_TELEMETRY=0 $(PY) -m devstack.invoke --function "$(FN)" --event "$(EVENT)" \
 		--env-vars "$(or $(ENV_VARS),env.json)" $(INVOKE_ARGS)
 
+# The API's OpenAPI document is generated from the code; a unit test keeps it current.
+.PHONY: openapi
+openapi: $(STAMP)
+	PYTHONPATH=functions $(PY) -m devstack.openapi openapi.json
+
 .PHONY: lint
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -20,6 +20,7 @@ import pytest
 from aws_lambda_powertools.utilities.parameters import GetParameterError
 
 from devstack.lambda_context import LambdaContext
+from devstack.openapi import openapi_document
 from matchstats.config import ApiSettings
 from matchstats.cron_secret import (
     DEFAULT_FORCED_FETCH_INTERVAL_S,
@@ -34,7 +35,6 @@ from matchstats.messages import RefreshReason, RefreshScope, parse_refresh_messa
 from matchstats.observability import logger
 from matchstats.queues import OutgoingMessage, Queues
 from refresh_api import app
-from refresh_api.openapi import openapi_document
 from tests.factories import load_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -556,8 +556,8 @@ def test_the_committed_openapi_document_matches_the_code() -> None:
     # When the document is generated from the resolver
     generated = openapi_document()
 
-    # Then they are the same (regenerate: python -m refresh_api.openapi)
-    assert generated == committed, "openapi.json is stale: run python -m refresh_api.openapi"
+    # Then they are the same (regenerate: python -m devstack.openapi)
+    assert generated == committed, "openapi.json is stale: run python -m devstack.openapi"
 
 
 def test_the_openapi_document_describes_the_contract() -> None:

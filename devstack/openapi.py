@@ -1,7 +1,7 @@
 """The refresh API's OpenAPI document, generated from the resolver's routes and models.
 
-    python -m refresh_api.openapi [openapi.json]           rewrite the committed document
-    python -m refresh_api.openapi --check [openapi.json]   exit 1 if it is stale
+    python -m devstack.openapi [openapi.json]           rewrite the committed document
+    python -m devstack.openapi --check [openapi.json]   exit 1 if it is stale
 
 Run from the repository root with layers/matchstats and functions on PYTHONPATH. Not
 imported by the Lambda handler.
@@ -97,7 +97,7 @@ def _schema_refs(node: Any) -> Iterator[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m refresh_api.openapi", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.openapi", description=__doc__)
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--check", action="store_true", help="fail if the file is stale")
     args = parser.parse_args(argv)
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         current = args.path.read_text(encoding="utf-8") if args.path.exists() else None
         if current != document:
-            print(f"{args.path} is stale: run python -m refresh_api.openapi", file=sys.stderr)
+            print(f"{args.path} is stale: run python -m devstack.openapi", file=sys.stderr)
             return 1
         return 0
     args.path.write_text(document, encoding="utf-8")
