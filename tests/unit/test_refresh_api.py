@@ -30,12 +30,12 @@ from matchstats.cron_secret import (
     secrets_manager_fetcher,
     static_fetcher,
 )
-from matchstats.errors import ConfigurationError, QueueUnavailableError
+from matchstats.errors import ConfigurationError
 from matchstats.messages import RefreshReason, RefreshScope, parse_refresh_message
 from matchstats.observability import logger
-from matchstats.queues import OutgoingMessage, Queues
 from refresh_api import app
 from tests.factories import load_event
+from tests.fakes import InMemoryQueues
 
 ROOT = Path(__file__).resolve().parents[2]
 # Invocations that publish no metric (refusals, failures) make Powertools warn; expected.
@@ -47,20 +47,6 @@ QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/RefreshQueue"
 
 
 # --- fakes and factories -------------------------------------------------------------
-
-
-class InMemoryQueues(Queues):
-    """Queues that keep what is sent, or refuse it like an unreachable SQS."""
-
-    def __init__(self, *, reachable: bool = True) -> None:
-        self.sent: list[tuple[str, OutgoingMessage]] = []
-        self.reachable = reachable
-
-    def send(self, queue_url: str, message: OutgoingMessage) -> str:
-        if not self.reachable:
-            raise QueueUnavailableError(f"cannot send to {queue_url}: connection refused")
-        self.sent.append((queue_url, message))
-        return f"message-{len(self.sent)}"
 
 
 @dataclass

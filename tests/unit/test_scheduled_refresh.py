@@ -17,29 +17,15 @@ from devstack.lambda_context import LambdaContext
 from matchstats.config import RefreshRequestSettings
 from matchstats.errors import InvalidMessageError, QueueUnavailableError
 from matchstats.messages import RefreshReason, RefreshScope, parse_refresh_message
-from matchstats.queues import OutgoingMessage, Queues
 from scheduled_refresh import app
 from tests.factories import load_event
+from tests.fakes import InMemoryQueues
 
 ROOT = Path(__file__).resolve().parents[2]
 # Invocations that publish no metric (refusals, failures) make Powertools warn; expected.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 EVENT_FILE = "scheduled-refresh.json"
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/RefreshQueue"
-
-
-class InMemoryQueues(Queues):
-    """Queues that keep what is sent, or refuse it like an unreachable SQS."""
-
-    def __init__(self, *, reachable: bool = True) -> None:
-        self.sent: list[tuple[str, OutgoingMessage]] = []
-        self.reachable = reachable
-
-    def send(self, queue_url: str, message: OutgoingMessage) -> str:
-        if not self.reachable:
-            raise QueueUnavailableError(f"cannot send to {queue_url}: connection refused")
-        self.sent.append((queue_url, message))
-        return f"message-{len(self.sent)}"
 
 
 def schedule_dependencies(queues: InMemoryQueues) -> app.ScheduleDependencies:
