@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -280,9 +279,3 @@ def _ref_target(value: Any) -> str:
     if isinstance(value, dict) and "Ref" in value:
         return str(value["Ref"])
     raise ValueError(f"cannot tell which queue {value!r} names")
-
-
-@contextlib.contextmanager
-def running_stack(options: StackOptions | None = None) -> Iterator[DevStack]:
-    with DevStack(options) as stack:
-        yield stack

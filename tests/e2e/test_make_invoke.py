@@ -41,17 +41,22 @@ pytestmark = pytest.mark.slow
 class Case:
     function: str
     event: str  # events/<event>.json
-    # The reason of the one refresh request the function leaves on RefreshQueue.
-    refresh_reason: str
     # Keys the printed response must have, with these values.
     response: dict[str, Any]
-    match_points: int = 0
+    # The reasons of the refresh requests the function leaves on RefreshQueue.
+    refreshes: tuple[str, ...] = ()
+    # A table and the rows it holds afterwards.
+    rows: tuple[str, int] | None = None
 
 
+NO_FAILURES: dict[str, Any] = {"batchItemFailures": []}
 CASES = [
-    Case("CalculatePointsFunction", "calculate-points", "points", {"batchItemFailures": []}, 4),
-    Case("ScheduledRefreshFunction", "scheduled-refresh", "schedule", {"status": "enqueued"}),
-    Case("RefreshApiFunction", "refresh-api", "api", {"statusCode": 202}),
+    Case(
+        "CalculatePointsFunction", "calculate-points", NO_FAILURES, ("points",), ("match_points", 4)
+    ),
+    Case("RefreshViewsFunction", "refresh-views", NO_FAILURES, (), ("refresh_log", 2)),
+    Case("ScheduledRefreshFunction", "scheduled-refresh", {"status": "enqueued"}, ("schedule",)),
+    Case("RefreshApiFunction", "refresh-api", {"statusCode": 202}, ("api",)),
 ]
 
 
@@ -151,17 +156,19 @@ def test_make_invoke_runs_the_sample_event_through_the_built_function(
         f"FN={case.function}", f"EVENT=events/{case.event}.json", f"ENV_VARS={env_file}"
     )
 
+    print("STDOUT:", invocation.stdout); print("STDERR:", invocation.stderr)
     # Then it succeeds and prints the function's response ...
     assert invocation.exit_code == 0, invocation.stderr
     assert invocation.response | case.response == invocation.response, invocation.stdout
     # ...with the emulator's START, END and REPORT lines around the function's logs
     for marker in ("START RequestId: ", "END RequestId: ", "REPORT RequestId: "):
         assert re.search(f"^{marker}", invocation.stderr, re.M), invocation.stderr
-    # ...the rows and the refresh request it is for
-    (rows,) = db.execute("SELECT count(*) FROM match_points").fetchone() or (None,)
-    assert rows == case.match_points
-    refresh = receive_all(stack, "RefreshQueue")
-    assert [parse_refresh_message(m["Body"]).reason for m in refresh] == [case.refresh_reason]
+    # ...the rows it writes and the refresh it requests
+    if case.rows is not None:
+        table, expected = case.rows
+        assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (expected,)
+    refreshes = receive_all(stack, "RefreshQueue")
+    assert tuple(parse_refresh_message(m["Body"]).reason for m in refreshes) == case.refreshes
     # ...and neither the emulator nor its runtime is left running
     assert len(invocation.pids) >= 2, invocation.stderr
     assert [pid for pid in invocation.pids if is_running(pid)] == []
