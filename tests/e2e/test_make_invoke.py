@@ -156,7 +156,6 @@ def test_make_invoke_runs_the_sample_event_through_the_built_function(
         f"FN={case.function}", f"EVENT=events/{case.event}.json", f"ENV_VARS={env_file}"
     )
 
-    print("STDOUT:", invocation.stdout); print("STDERR:", invocation.stderr)
     # Then it succeeds and prints the function's response ...
     assert invocation.exit_code == 0, invocation.stderr
     assert invocation.response | case.response == invocation.response, invocation.stdout

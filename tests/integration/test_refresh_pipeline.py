@@ -375,3 +375,53 @@ def test_points_whose_refresh_request_was_lost_are_caught_up_by_the_schedule(
     assert response == {"batchItemFailures": []}
     assert actual_standings(db) == expected_standings(db)
     assert actual_competitor_stats(db) == expected_competitor_stats(db)
+
+
+def test_through_the_event_source_mapping_only_the_failed_record_is_redelivered(
+    refresh_env: Stack, db: psycopg.Connection, database_url: str
+) -> None:
+    # Given a played season, and another refresher holding competition_standings' lock
+    play_season(db, database_url, competitions=1, competitors_per_competition=4)
+    calls: list[tuple[list[str], dict[str, Any]]] = []
+
+    def recording_handler(event: dict[str, Any], ctx: LambdaContext) -> Any:
+        response = app.lambda_handler(event, ctx)
+        calls.append(([json.loads(r["body"])["scope"] for r in event["Records"]], response))
+        return response
+
+    standings = request_body(db, RefreshReason.API, RefreshScope.COMPETITION_STANDINGS)
+    stats = request_body(db, RefreshReason.API, RefreshScope.COMPETITOR_STATS)
+    with psycopg.connect(database_url) as holder:
+        holder.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('matchstats.refresh:' || %s, 0))",
+            ("competition_standings",),
+        )
+        # When one batch asks for each view
+        refresh_env.send("RefreshQueue", [standings, stats])
+        mapping = EventSourceMapping(
+            refresh_env.sqs,
+            refresh_env.urls["RefreshQueue"],
+            refresh_env.arns["RefreshQueue"],
+            recording_handler,
+            batch_size=10,
+            batching_window_s=1,
+            maximum_concurrency=2,
+            function_name="RefreshViewsFunction",
+            timeout_s=120,
+        )
+        with mapping:
+            deadline = time.monotonic() + 15
+            while not calls and time.monotonic() < deadline:
+                time.sleep(0.1)
+            holder.rollback()  # the other refresher finishes
+            mapping.drain(timeout_s=30)
+            stats_after = mapping.stats
+
+    # Then the first batch failed only the standings request, which came back and succeeded
+    first_scopes, first_response = calls[0]
+    assert sorted(first_scopes) == ["competition_standings", "competitor_stats"]
+    assert len(first_response["batchItemFailures"]) == 1
+    assert [scopes for scopes, _ in calls[1:]] == [["competition_standings"]]
+    assert calls[-1][1] == {"batchItemFailures": []}
+    assert (stats_after.records_succeeded, stats_after.records_failed) == (2, 1)
+    assert actual_standings(db) == expected_standings(db)
