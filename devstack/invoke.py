@@ -416,6 +416,7 @@ class Emulator:
         handler: str,
         environment: Mapping[str, str],
         echo: IO[str],
+        bytecode_cache: Path,
     ) -> None:
         self._rie = rie
         self._runtime_python = runtime_python
@@ -423,6 +424,7 @@ class Emulator:
         self._handler = handler
         self._environment = dict(environment)
         self._echo = echo
+        self._bytecode_cache = bytecode_cache
         self.lines: list[str] = []
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -462,8 +464,9 @@ class Emulator:
             "LAMBDA_TASK_ROOT": code,
             "_HANDLER": self._handler,
             "PYTHONPATH": python_path,
-            # The built code is the deployment package; leave it as built.
-            "PYTHONDONTWRITEBYTECODE": "1",
+            # Compiled once, not on every invoke (imports take seconds), and outside the
+            # build dir, which is the deployment package.
+            "PYTHONPYCACHEPREFIX": str(self._bytecode_cache),
             **self._environment,
         }
 
@@ -607,12 +610,15 @@ def _kill_if_running(pid: int) -> None:
 
 
 def function_error(body: bytes) -> str | None:
-    """The one-line error of a failed invocation, which the emulator answers with HTTP 200
-    and Lambda's error shape ({"errorType", "errorMessage", ...}); None on success."""
+    """The one-line error of a failed invocation, None on success. The emulator answers a
+    failure with HTTP 200 and Lambda's error shape ({"errorType", "errorMessage", ...}),
+    or for a timeout with plain text ("Task timed out after 2.00 seconds"): a function's
+    own response is always JSON, since Lambda serialises it."""
     try:
         response = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
+        text = body.decode(errors="replace").strip()
+        return text.splitlines()[0] if text else "an empty response"
     if isinstance(response, dict) and {"errorType", "errorMessage"} <= response.keys():
         return f"{response['errorType']}: {response['errorMessage']}"
     return None
@@ -716,7 +722,7 @@ def _run(args: argparse.Namespace) -> int:
     if version != spec.runtime:
         raise InvokeError(
             f"{spec.logical_id} runs on {spec.runtime or 'no runtime'} but {runtime_python} is "
-            f"{version} (make invoke rebuilds .venv-runtime for the template's runtime)"
+            f"{version} (make runtime-venv rebuilds it for the template's runtime)"
         )
     sam = args.sam.absolute()
     rie = find_rie(sam, spec.architecture)
@@ -731,7 +737,15 @@ def _run(args: argparse.Namespace) -> int:
     built = built_function(build_dir, spec.logical_id)
 
     environment = function_environment(spec, overrides, shell)
-    emulator = Emulator(rie, runtime_python, built, spec.handler, environment, echo=sys.stderr)
+    emulator = Emulator(
+        rie,
+        runtime_python,
+        built,
+        spec.handler,
+        environment,
+        echo=sys.stderr,
+        bytecode_cache=build_dir.parent / "pycache",
+    )
     started = time.monotonic()
     try:
         emulator.start()

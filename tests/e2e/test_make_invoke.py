@@ -203,7 +203,7 @@ def receive_all(stack: Stack, queue: str) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     while True:
         batch = stack.sqs.receive_message(
-            QueueUrl=stack.urls[queue], MaxNumberOfMessages=10, WaitTimeSeconds=3
+            QueueUrl=stack.urls[queue], MaxNumberOfMessages=10, WaitTimeSeconds=2
         ).get("Messages", [])
         if not batch:
             return messages

@@ -3,6 +3,7 @@ execution environment, reused across invocations."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -90,7 +91,12 @@ class ConnectionProvider:
         conn: psycopg.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             return
-        idle = psycopg.pq.TransactionStatus.IDLE
-        if conn.closed or conn.broken or conn.info.transaction_status != idle:
+        status = psycopg.pq.TransactionStatus
+        if not (conn.closed or conn.broken) and conn.info.transaction_status != status.IDLE:
+            # A statement failed inside an explicit transaction: end it and keep the
+            # connection, unless even that fails.
+            with contextlib.suppress(psycopg.Error):
+                conn.execute(b"ROLLBACK")
+        if conn.closed or conn.broken or conn.info.transaction_status != status.IDLE:
             self._local.conn = None
             conn.close()

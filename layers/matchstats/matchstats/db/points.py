@@ -30,28 +30,32 @@ class PointsStore:
         match_ids = [job.match_id for job in jobs]
         try:
             conn = self._connections.get()
+            # The whole transaction and the clock reading after it go out as one pipeline
+            # with one sync: one network round trip per batch. BEGIN and COMMIT are sent
+            # as statements because psycopg's transaction() block syncs on each.
             with conn.pipeline():
-                with conn.transaction():
-                    conn.execute(
-                        load_sql("set_timeouts"),
-                        {
-                            "statement_timeout_ms": str(statement_timeout_ms),
-                            "lock_timeout_ms": str(lock_timeout_ms),
-                        },
-                    )
-                    conn.execute(load_sql("lock_matches"), {"match_ids": match_ids})
-                    outcome_cursor = conn.cursor(row_factory=dict_row)
-                    outcome_cursor.execute(
-                        load_sql("compute_points"),
-                        {
-                            "job_ids": [job.job_id for job in jobs],
-                            "match_ids": match_ids,
-                            "attempts": [job.attempts for job in jobs],
-                            "errors": [job.parse_error for job in jobs],
-                            "started_at": started_at,
-                        },
-                    )
-                    conn.execute(load_sql("trim_job_history"))
+                conn.execute(b"BEGIN")
+                conn.execute(
+                    load_sql("set_timeouts"),
+                    {
+                        "statement_timeout_ms": str(statement_timeout_ms),
+                        "lock_timeout_ms": str(lock_timeout_ms),
+                    },
+                )
+                conn.execute(load_sql("lock_matches"), {"match_ids": match_ids})
+                outcome_cursor = conn.cursor(row_factory=dict_row)
+                outcome_cursor.execute(
+                    load_sql("compute_points"),
+                    {
+                        "job_ids": [job.job_id for job in jobs],
+                        "match_ids": match_ids,
+                        "attempts": [job.attempts for job in jobs],
+                        "errors": [job.parse_error for job in jobs],
+                        "started_at": started_at,
+                    },
+                )
+                conn.execute(load_sql("trim_job_history"))
+                conn.execute(b"COMMIT")
                 clock_cursor = conn.execute(load_sql("database_clock"))
             rows = outcome_cursor.fetchall()
             clock_row = clock_cursor.fetchone()
