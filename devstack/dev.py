@@ -11,6 +11,15 @@ from devstack.stack import DevStack, StackOptions
 
 
 def main() -> int:
+    try:
+        return _serve()
+    except KeyboardInterrupt:
+        # Ctrl-C while the stack was still starting: it has stopped what it started.
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _serve() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with DevStack(StackOptions(schedule_interval_s=60)) as stack:
