@@ -71,7 +71,7 @@ openapi: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/matchstats/matchstats functions devstack
+	$(VENV)/bin/mypy layers/matchstats/matchstats functions devstack ops
 
 .PHONY: demo
 demo: $(STAMP)

@@ -40,7 +40,7 @@ class LocalApiGateway:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> LocalApiGateway:
         self._thread.start()

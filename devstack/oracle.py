@@ -35,7 +35,7 @@ def actual_match_points(conn: psycopg.Connection) -> set[MatchPointsRow]:
         "SELECT match_id, competitor_id, competition_id, result, points, score_for,"
         " score_against, score_version FROM match_points"
     ).fetchall()
-    return {tuple(row) for row in rows}  # type: ignore[misc]
+    return {(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows}
 
 
 def expected_standings(conn: psycopg.Connection) -> dict[tuple[int, int], dict[str, Any]]:

@@ -69,7 +69,7 @@ def complete_matches(
     conn: psycopg.Connection, match_ids: list[int], rng: random.Random
 ) -> dict[int, int]:
     """Gives each match a random final score; returns match id -> new score_version."""
-    scores = [
+    scores: list[tuple[int | None, int | None]] = [
         (rng.choice((0, 0, 1, 1, 1, 2, 2, 3, 4)), rng.choice((0, 0, 1, 1, 2, 2, 3)))
         for _ in match_ids
     ]

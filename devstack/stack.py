@@ -9,6 +9,7 @@ timeouts, batch sizes, concurrency, the schedule's input and the API's routes.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -145,19 +146,20 @@ class DevStack:
         routes = []
         for spec in specs.values():
             for event in spec.events_of_type("Api", "HttpApi"):
-                function = self.functions[spec.logical_id]
                 routes.append(
                     Route(
                         event["Properties"].get("Method", "ANY"),
                         event["Properties"]["Path"],
-                        lambda e, f=function, s=spec: f.invoke(
-                            e, LambdaContext.for_invocation(s.logical_id, s.timeout_s)
-                        ),
+                        functools.partial(self._invoke_for_api, spec),
                     )
                 )
         if routes:
             self.api = LocalApiGateway(routes, self.options.api_port).start()
             self._exit.callback(self.api.stop)
+
+    def _invoke_for_api(self, spec: FunctionSpec, event: dict[str, Any]) -> Any:
+        context = LambdaContext.for_invocation(spec.logical_id, spec.timeout_s)
+        return self.functions[spec.logical_id].invoke(event, context)
 
     def _start_schedule(self, specs: dict[str, FunctionSpec]) -> None:
         for spec in specs.values():
