@@ -27,10 +27,9 @@ def enqueue_points_calculation(
     sqs_client: SQSClient | None = None,
 ) -> str:
     """Sends one points message and returns its SQS message id."""
+    url = _queue_url(queue_url)
     message = PointsMessage(match_id=match_id, score_version=score_version)
-    return Queues(sqs_client).send(
-        _queue_url(queue_url), OutgoingMessage(entry_id="0", body=message.to_body())
-    )
+    return Queues(sqs_client).send(url, OutgoingMessage(entry_id="0", body=message.to_body()))
 
 
 def enqueue_points_calculations(
@@ -45,12 +44,13 @@ def enqueue_points_calculations(
     Raises PartialSendError naming the entries (by position) that could not be sent;
     its `sent` maps the positions that were.
     """
+    url = _queue_url(queue_url)
     messages = []
     for position, item in enumerate(matches):
         match_id, score_version = item if isinstance(item, tuple) else (item, None)
         body = PointsMessage(match_id=match_id, score_version=score_version).to_body()
         messages.append(OutgoingMessage(entry_id=str(position), body=body))
-    sent = Queues(sqs_client).send_batch(_queue_url(queue_url), messages)
+    sent = Queues(sqs_client).send_batch(url, messages)
     return [sent[message.entry_id] for message in messages]
 
 

@@ -1,0 +1,75 @@
+"""The producer helper the application's scoring Lambda imports (moto in-process)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from pydantic import ValidationError
+
+from matchstats.errors import ConfigurationError
+from matchstats.producer import enqueue_points_calculation, enqueue_points_calculations
+
+
+@pytest.fixture
+def points_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        yield sqs, sqs.create_queue(QueueName="PointsQueue")["QueueUrl"]
+
+
+def bodies(sqs: Any, url: str) -> list[dict[str, Any]]:
+    received: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        received += [json.loads(m["Body"]) for m in batch]
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+            ],
+        )
+    return received
+
+
+def test_one_message_carries_the_match_and_its_version(points_queue: tuple[Any, str]) -> None:
+    sqs, url = points_queue
+    message_id = enqueue_points_calculation(42, score_version=3, queue_url=url, sqs_client=sqs)
+    assert message_id
+    assert bodies(sqs, url) == [{"matchId": 42, "scoreVersion": 3}]
+
+
+def test_many_messages_go_in_batches_of_ten_and_keep_their_order(
+    points_queue: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the queue URL in the environment, as the scoring Lambda has it
+    sqs, url = points_queue
+    monkeypatch.setenv("POINTS_QUEUE_URL", url)
+
+    # When 25 matches are sent, some with their score version
+    ids = enqueue_points_calculations(
+        [*range(1, 21), (21, 2), (22, None), 23, 24, 25], sqs_client=sqs
+    )
+
+    # Then 25 messages arrived, one id per match in the order given
+    assert len(ids) == len(set(ids)) == 25
+    received = bodies(sqs, url)
+    assert sorted(b["matchId"] for b in received) == list(range(1, 26))
+    assert {"matchId": 21, "scoreVersion": 2} in received
+
+
+def test_a_bad_match_id_is_refused_before_anything_is_sent(points_queue: tuple[Any, str]) -> None:
+    sqs, url = points_queue
+    with pytest.raises(ValidationError, match="match_id"):
+        enqueue_points_calculations([1, 0, 3], queue_url=url, sqs_client=sqs)
+    assert bodies(sqs, url) == []
+
+
+def test_without_a_queue_url_the_error_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POINTS_QUEUE_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="POINTS_QUEUE_URL"):
+        enqueue_points_calculation(1)
