@@ -3,9 +3,10 @@
     python -m devstack.invoke --function CalculatePointsFunction \\
         --event events/calculate-points.json [--env-vars env.json] [--no-build]
 
-It runs `sam build`, then serves the built function with the AWS Lambda Runtime Interface
-Emulator (RIE) that ships inside aws-sam-cli's wheel, running `awslambdaric` on the
-template's runtime Python, posts the event once and stops the emulator. The function sees
+It runs `sam build --cached` (skipped when no source changed since the last one), then
+serves the built function with the AWS Lambda Runtime Interface Emulator (RIE) that ships
+inside aws-sam-cli's wheel, running `awslambdaric` on the template's runtime Python,
+posts the event once and stops the emulator. The function sees
 its code at the front of sys.path and the built layer (Lambda's /opt/python) behind it,
 so its dependencies come from the layer as in Lambda, and an environment built from
 template.yaml and env.json. The response goes to stdout; the emulator's START/END/REPORT
