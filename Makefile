@@ -20,6 +20,7 @@ help:
 	@echo "make test                                   set up and run every test"
 	@echo "make invoke FN=<logical id> EVENT=events/<file>.json   invoke one function locally"
 	@echo "make dev                                    keep the local stack running (API, queues, database)"
+	@echo "make bench                                  measure the pipeline (P1-P6): a table, bench-results/results.json, refresh_cost.png"
 	@echo "make lint                                   ruff and mypy"
 
 $(STAMP): pyproject.toml layers/matchstats/requirements.txt
@@ -72,6 +73,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy layers/matchstats/matchstats functions devstack ops
+
+# The figures of README's Benchmarks section; BENCH_ARGS="--size tiny" for a quick run.
+.PHONY: bench
+bench: $(STAMP)
+	PYTHONPATH=layers/matchstats:functions $(PY) -m bench $(BENCH_ARGS)
 
 .PHONY: demo
 demo: $(STAMP)
