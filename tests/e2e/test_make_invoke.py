@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devstack.invoke import is_running
+from devstack.rie import is_running
 from devstack.seed import complete_matches, create_season
 from devstack.sqs import LocalSqs
 from matchstats.messages import parse_refresh_message
