@@ -141,6 +141,21 @@ def _unauthorized(_: UnauthorizedError) -> Response[Any]:
 
 @app.exception_handler([RequestValidationError, RequestUnsupportedContentType])  # type: ignore[untyped-decorator]
 def _bad_request(exc: RequestValidationError | RequestUnsupportedContentType) -> Response[Any]:
+    content_type = app.current_event.headers.get("content-type")
+    return _refuse_body(_describe(exc, content_type))
+
+
+@app.exception_handler(ValueError)  # type: ignore[untyped-decorator]
+def _unreadable_body(exc: ValueError) -> Response[Any]:
+    # Powertools' multipart/form-data parsing lets a ValueError out (no boundary, a body
+    # that is not Latin-1) instead of a RequestValidationError: a bad body all the same.
+    content_type = (app.current_event.headers.get("content-type") or "").strip().lower()
+    if not content_type.startswith("multipart/"):
+        raise exc
+    return _refuse_body("send the body as JSON, with Content-Type: application/json")
+
+
+def _refuse_body(problem: str) -> Response[Any]:
     # Body validation runs before the route, so the secret is checked here too: a caller
     # without it gets 401 whatever its body, and learns nothing about what is accepted.
     try:
@@ -150,8 +165,7 @@ def _bad_request(exc: RequestValidationError | RequestUnsupportedContentType) ->
     if not authorized:
         return _unauthorized_response()
     # SPEC section 7 answers a bad body with 400, not the resolver's 422 (or 415).
-    content_type = app.current_event.headers.get("content-type")
-    return _error(HTTPStatus.BAD_REQUEST, _describe(exc, content_type))
+    return _error(HTTPStatus.BAD_REQUEST, problem)
 
 
 @app.not_found

@@ -1,0 +1,370 @@
+"""Chaos, end to end through the local stack: nothing is lost, nothing is counted twice.
+
+The whole bundle runs from template.yaml (DevStack): a real PostgreSQL, moto's SQS with
+the template's queues (PointsQueue: visibility 720 s, dead-lettered on the 3rd receive),
+CalculatePointsFunction under the local event source mapping (batch 10, concurrency 5),
+RefreshViewsFunction under its own. Playing the application:
+
+- 2,000 matches complete, and every points message is sent 3 times, shuffled;
+- 5% of all messages are poison: bad JSON, a missing matchId, an unknown match, a
+  match completed without scores;
+- 50 results are corrected and 20 matches voided while the first messages are processed,
+  each change with its own 3 messages;
+- in the middle of the run the database is stopped for 10 s, then started again.
+
+After the queues are quiet, the operator redrives the points dead-letter queue once with
+`matchstats dlq redrive points` (in process). It moves every message there: the ones SQS
+dead-lettered after 3 failed receives during the outage (transient, no reason attached)
+and the poison, which the function dead-letters again with its reason. That is what an
+operator's redrive does, and it shows a poison message round-trips without harm; the
+poison is counted once, by its chaos id. Then:
+
+- match_points and both materialized views equal an independent recomputation;
+- every poison message is in the points dead-letter queue, once, with its reason;
+- no valid message is in any dead-letter queue, and every one was processed.
+
+The figures (sent, processed, retried, dead-lettered by reason, redriven, lost,
+double-counted) are printed, and at the end of the run. CHAOS_SCALE=N multiplies the
+matches (CHAOS_SCALE=5: 10,000 completions); CHAOS_OUTAGE_S changes the outage. With the
+5 s and 10 s backoff, a message needs 15 s of failures to reach its 3rd failed receive,
+so the default 10 s outage dead-letters no valid message; CHAOS_OUTAGE_S=20 does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+
+from devstack.esm import EventSourceMapping
+from devstack.oracle import (
+    actual_competitor_stats,
+    actual_match_points,
+    actual_standings,
+    expected_competitor_stats,
+    expected_match_points,
+    expected_standings,
+)
+from devstack.seed import complete_matches, correct_score, create_season, void_match
+from devstack.stack import DevStack, StackOptions
+from matchstats.messages import PointsMessage
+from ops import dlq
+from ops.aws import Aws
+from ops.cli import main as matchstats_cli
+from ops.sqs import OpsQueues
+from tests.chaos_support import (
+    EXPECTED_ERROR,
+    POISON_KINDS,
+    ChaosFigures,
+    ChaosMessage,
+    DeliveryLog,
+    Kind,
+    drain_dead_letters,
+    report_at_end,
+    send_all,
+)
+
+SCALE = float(os.environ.get("CHAOS_SCALE", "1"))
+OUTAGE_S = float(os.environ.get("CHAOS_OUTAGE_S", "10"))
+COMPLETIONS = max(40, round(2_000 * SCALE))
+CORRECTIONS = max(2, round(50 * SCALE))
+VOIDS = max(1, round(20 * SCALE))
+COPIES = 3
+POISON_SHARE = 0.05
+TEAMS = 20  # per competition: 20 x 19 = 380 fixtures
+# The outage starts once this share of all messages has been processed.
+OUTAGE_AT = 0.4
+SEED = 20261128
+QUIET_TIMEOUT_S = 240 * max(SCALE, 1)
+TRANSIENT = "transient (SQS, after 3 receives)"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(max(300, 420 * SCALE)))]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The season as played, and the messages of its first phase (completions and poison)."""
+
+    completed: list[int]
+    first_phase: list[ChaosMessage]
+    valid_total: int
+
+
+_numbers = itertools.count()
+
+
+def valid_id() -> str:
+    return f"v{next(_numbers)}"
+
+
+def poison_id() -> str:
+    return f"p{next(_numbers)}"
+
+
+def points_message(match_id: int, version: int) -> str:
+    return PointsMessage(match_id=match_id, score_version=version).to_body()
+
+
+def poison(kind: Kind, n: int, missing_scores: list[int]) -> ChaosMessage:
+    if kind is Kind.BAD_JSON:
+        body = [f'{{"matchId": {n + 1}', f"matchId={n + 1}", "not json", f'{{"matchId": {n},}}'][
+            n % 4
+        ]
+        return ChaosMessage(poison_id(), body, kind)
+    if kind is Kind.MISSING_FIELD:
+        body = ["{}", '{"scoreVersion": 2}', f'{{"match": {n + 1}}}'][n % 3]
+        return ChaosMessage(poison_id(), body, kind)
+    if kind is Kind.UNKNOWN_MATCH:
+        match_id = 1_000_000_000 + n
+        return ChaosMessage(poison_id(), points_message(match_id, 1), kind, match_id)
+    match_id = missing_scores[n % len(missing_scores)]
+    return ChaosMessage(poison_id(), points_message(match_id, 2), kind, match_id)
+
+
+def prepare(db: psycopg.Connection, rng: random.Random) -> Plan:
+    """Completes the matches, marks some completed without scores (bad data), and builds
+    the first phase's messages: every completion 3 times, and the poison, shuffled."""
+    valid_total = (COMPLETIONS + CORRECTIONS + VOIDS) * COPIES
+    poison_count = round(valid_total * POISON_SHARE / (1 - POISON_SHARE))
+    missing_scores_count = math.ceil(poison_count / len(POISON_KINDS))
+    fixtures = TEAMS * (TEAMS - 1)
+    season = create_season(
+        db,
+        competitions=math.ceil((COMPLETIONS + missing_scores_count) / fixtures),
+        competitors_per_competition=TEAMS,
+    )
+    match_ids = list(season.match_ids)
+    rng.shuffle(match_ids)
+    completed = match_ids[:COMPLETIONS]
+    versions = complete_matches(db, completed, rng)
+    bad = match_ids[COMPLETIONS : COMPLETIONS + missing_scores_count]
+    db.execute(
+        "UPDATE matches SET status = 'completed', score_version = score_version + 1,"
+        " completed_at = now() WHERE id = ANY (%s)",
+        (bad,),
+    )
+    messages = [
+        ChaosMessage(valid_id(), points_message(match_id, versions[match_id]), Kind.VALID, match_id)
+        for match_id in completed
+        for _ in range(COPIES)
+    ]
+    messages += [
+        poison(POISON_KINDS[n % len(POISON_KINDS)], n // len(POISON_KINDS), bad)
+        for n in range(poison_count)
+    ]
+    rng.shuffle(messages)
+    return Plan(completed, messages, valid_total)
+
+
+def correct_and_void(db: psycopg.Connection, plan: Plan, rng: random.Random) -> list[ChaosMessage]:
+    """The application corrects some results and voids some matches; each change sends
+    its own message (3 times)."""
+    targets = rng.sample(plan.completed, CORRECTIONS + VOIDS)
+    changed = {
+        m: correct_score(db, m, rng.randint(0, 5), rng.randint(0, 5)) for m in targets[:CORRECTIONS]
+    }
+    changed |= {m: void_match(db, m) for m in targets[CORRECTIONS:]}
+    return [
+        ChaosMessage(valid_id(), points_message(m, version), Kind.VALID, m)
+        for m, version in changed.items()
+        for _ in range(COPIES)
+    ]
+
+
+def recording_mapping(stack: DevStack, log: DeliveryLog) -> EventSourceMapping:
+    """The stack's PointsQueue mapping, as template.yaml configures it, calling the same
+    function through the delivery log."""
+    own = stack.mappings["CalculatePointsFunction"]
+    own.stop()
+    assert own.queue_arn is not None
+    return EventSourceMapping(
+        stack.sqs,
+        own.queue_url,
+        own.queue_arn,
+        log,
+        batch_size=own.batch_size,
+        batching_window_s=own.batching_window_s,
+        maximum_concurrency=own.maximum_concurrency,
+        function_name=own.function_name,
+        timeout_s=own.timeout_s,
+        report_batch_item_failures=own.report_batch_item_failures,
+        memory_limit_in_mb=own.memory_limit_in_mb,
+    )
+
+
+def wait_for(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_nothing_is_lost_and_nothing_counted_twice_under_chaos(
+    request: pytest.FixtureRequest,
+) -> None:
+    started = time.monotonic()
+    rng = random.Random(SEED)
+    figures = ChaosFigures(completions=COMPLETIONS, corrections=CORRECTIONS, voids=VOIDS)
+    with DevStack(StackOptions(schedule_interval_s=3600)) as stack:
+        if stack.postgres is None:
+            pytest.skip("DATABASE_URL names a server this test may not stop")
+        figures.seconds["stack up"] = time.monotonic() - started
+        urls = stack.queue_urls
+        log = DeliveryLog(stack.functions["CalculatePointsFunction"])
+        with recording_mapping(stack, log) as mapping:
+            # Given a season whose matches complete, and the first third of its
+            # messages (each sent 3 times, shuffled, 5% poison) on PointsQueue
+            with psycopg.connect(stack.database_url, autocommit=True) as db:
+                plan = prepare(db, rng)
+                cut = len(plan.first_phase) // 3
+                send_all(stack.sqs, urls["PointsQueue"], plan.first_phase[:cut])
+                # ...then corrections and voids, whose messages join the rest, shuffled
+                rest = plan.first_phase[cut:] + correct_and_void(db, plan, rng)
+            rng.shuffle(rest)
+            sent = plan.first_phase[:cut] + rest
+            sender = threading.Thread(
+                target=send_all, args=(stack.sqs, urls["PointsQueue"], rest), name="app"
+            )
+            sender.start()
+
+            # When the database stops for 10 s in the middle of the run
+            wait_for(
+                lambda: log.records_completed >= OUTAGE_AT * len(sent),
+                QUIET_TIMEOUT_S,
+                "the run to reach its middle",
+            )
+            figures.seconds["to the outage"] = time.monotonic() - started
+            outage_started = time.monotonic()
+            assert stack.postgres is not None
+            stack.postgres.stop_server()
+            time.sleep(OUTAGE_S)
+            stack.postgres.start_server()
+            figures.outage_s = time.monotonic() - outage_started
+            sender.join()
+            # ...and, once every queue is quiet, the operator redrives the points DLQ once
+            stack.wait_until_idle(QUIET_TIMEOUT_S, stable_s=2)
+            figures.seconds["quiet"] = time.monotonic() - started
+            ops_queues = OpsQueues(stack.sqs)
+            before = dlq.show(ops_queues, urls["PointsDeadLetterQueue"], limit=100_000)
+            figures.dead_lettered = Counter(
+                message.error_kind or TRANSIENT for message in before.messages
+            )
+            figures.refresh_dead_lettered = ops_queues.depth(urls["RefreshDeadLetterQueue"]).visible
+            environ = {
+                "POINTS_QUEUE_URL": urls["PointsQueue"],
+                "POINTS_DEAD_LETTER_QUEUE_URL": urls["PointsDeadLetterQueue"],
+                "REFRESH_QUEUE_URL": urls["RefreshQueue"],
+                "REFRESH_DEAD_LETTER_QUEUE_URL": urls["RefreshDeadLetterQueue"],
+            }
+            aws = Aws(sqs=stack.sqs)
+            # moto runs no message move tasks: `auto` would probe for one (moto logs the
+            # NotImplementedError) and then copy, as `copy` does at once.
+            redrive = ["dlq", "redrive", "--method", "copy"]
+            assert matchstats_cli([*redrive, "points"], aws=aws, environ=environ) == 0
+            if figures.refresh_dead_lettered:
+                assert matchstats_cli([*redrive, "refresh"], aws=aws, environ=environ) == 0
+            figures.redriven = len(before.messages)
+            figures.redriven_transient = figures.dead_lettered[TRANSIENT]
+            stack.wait_until_idle(QUIET_TIMEOUT_S, stable_s=2)
+            figures.seconds["redriven and quiet"] = time.monotonic() - started
+            assert mapping.stats.handler_errors == log.function_errors
+
+        # Then: what is in the dead-letter queues
+        points_dlq = drain_dead_letters(stack.sqs, urls["PointsDeadLetterQueue"])
+        refresh_dlq = drain_dead_letters(stack.sqs, urls["RefreshDeadLetterQueue"])
+        with psycopg.connect(stack.database_url, autocommit=True) as db:
+            outcome = Outcome.read(db)
+
+    # ...every poison message, once, with its reason; no valid message in any DLQ
+    by_id = {message.chaos_id: message for message in sent}
+    poison_ids = {m.chaos_id for m in sent if m.poison}
+    valid_ids = {m.chaos_id for m in sent if not m.poison}
+    dead_ids = Counter(letter.chaos_id for letter in points_dlq)
+    wrong_reason = [
+        letter
+        for letter in points_dlq
+        if letter.chaos_id in poison_ids
+        and (
+            letter.error_kind != EXPECTED_ERROR[by_id[letter.chaos_id].kind][0]
+            or EXPECTED_ERROR[by_id[letter.chaos_id].kind][1] not in (letter.reason or "")
+        )
+    ]
+    valid_dead = [letter for letter in points_dlq + refresh_dlq if letter.chaos_id in valid_ids]
+    unknown_dead = [letter for letter in points_dlq if letter.chaos_id not in by_id]
+    # ...every valid message processed, and the database as the match rows imply
+    completed_valid = {i for i in valid_ids if log.completed[i]}
+    lost_messages = valid_ids - completed_valid - {letter.chaos_id for letter in valid_dead}
+    figures.sent = len(sent)
+    figures.sent_valid = len(valid_ids)
+    figures.sent_poison = Counter(str(m.kind) for m in sent if m.poison)
+    figures.processed = len(completed_valid)
+    figures.processed_again = sum(1 for i in valid_ids if log.completed[i] > 1)
+    figures.retried = sum(log.failures.values())
+    figures.lost = len(lost_messages) + len(outcome.lost_matches)
+    figures.double_counted = outcome.double_counted
+    figures.match_points_rows = len(outcome.actual)
+    figures.points_total = outcome.points_total
+    figures.seconds["total"] = time.monotonic() - started
+    report_at_end(request.config, "chaos figures (tests/e2e/test_chaos.py)", figures.render())
+
+    assert figures.sent_valid == plan.valid_total
+    assert dict(dead_ids) == dict.fromkeys(poison_ids, 1), "poison not in the DLQ once each"
+    assert wrong_reason == []
+    assert valid_dead == []
+    assert unknown_dead == []
+    assert refresh_dlq == []
+    assert lost_messages == set()
+    assert outcome.lost_matches == set()
+    assert figures.lost == 0
+    assert figures.double_counted == 0
+    assert outcome.actual == outcome.expected
+    assert outcome.standings_equal
+    assert outcome.stats_equal
+    assert log.function_errors == 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    actual: set[Any]
+    expected: set[Any]
+    lost_matches: set[int]
+    double_counted: int
+    points_total: int
+    standings_equal: bool
+    stats_equal: bool
+
+    @classmethod
+    def read(cls, db: psycopg.Connection) -> Outcome:
+        actual, expected = actual_match_points(db), expected_match_points(db)
+        standings, expected_table = actual_standings(db), expected_standings(db)
+        duplicates = db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM match_points"
+            " GROUP BY match_id, competitor_id HAVING count(*) > 1) AS d"
+        ).fetchone()
+        # More points or games in a standings row than the recomputation gives
+        overcounted = sum(
+            1
+            for key, row in standings.items()
+            if row["points"] > expected_table.get(key, {}).get("points", 0)
+            or row["played"] > expected_table.get(key, {}).get("played", 0)
+        )
+        return cls(
+            actual=actual,
+            expected=expected,
+            lost_matches={row[0] for row in expected - actual},
+            double_counted=(duplicates[0] if duplicates else 0)
+            + len(actual - expected)
+            + overcounted,
+            points_total=sum(row["points"] for row in standings.values()),
+            standings_equal=standings == expected_table,
+            stats_equal=actual_competitor_stats(db) == expected_competitor_stats(db),
+        )
