@@ -1,0 +1,62 @@
+"""`python -m bench [--size tiny|full] [--out DIR] [--only P1,P3]`: prints the table and
+writes DIR/results.json, DIR/table.md and DIR/refresh_cost.png. `make bench` runs it
+with the handlers' folders on PYTHONPATH. Missing a target does not fail the run: the
+figures are the product, and `make test` runs the tiny size only to keep it working."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.sizes import SIZES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument(
+        "--only",
+        default="P1,P2,P3,P4,P5,P6",
+        help="comma-separated figures to run (default: all)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = parser.parse_args(argv)
+
+    try:
+        from bench.run import FIGURES, run
+    except ModuleNotFoundError as exc:
+        print(
+            f"python -m bench: {exc}; run `make bench`, or put the handlers on the path:"
+            " PYTHONPATH=layers/matchstats:functions",
+            file=sys.stderr,
+        )
+        return 2
+    from bench.measure import Progress
+    from bench.report import markdown_table, print_table, refresh_chart, rows, write_json
+
+    only = {name.strip().upper() for name in args.only.split(",") if name.strip()}
+    unknown = only - set(FIGURES)
+    if unknown:
+        parser.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+
+    results = run(SIZES[args.size], only, Progress(enabled=not args.quiet))
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(results, args.out / "results.json")
+    (args.out / "table.md").write_text(markdown_table(rows(results)) + "\n")
+    if "p4_refresh_cost" in results["figures"]:
+        meta = results["meta"]
+        refresh_chart(
+            results["figures"]["p4_refresh_cost"],
+            args.out / "refresh_cost.png",
+            f"Refresh of both views, plain vs concurrent ({meta['date']},"
+            f" {meta['machine']['cores']} cores, PostgreSQL {meta['postgres']})",
+        )
+    print_table(results)
+    print(f"results: {args.out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
