@@ -162,6 +162,7 @@ def test_cold_start_and_memory_are_measured_for_every_function(
     # ...the functions that touch the database load psycopg
     assert p5["CalculatePointsFunction"]["imports_psycopg"]
     assert p5["RefreshViewsFunction"]["imports_psycopg"]
-    # ...and the API and the schedule load no database driver of their own accord
+    # ...and the API and the schedule load no database driver, traced (as deployed) or not
     for name in ("RefreshApiFunction", "ScheduledRefreshFunction"):
+        assert not p5[name]["imports_psycopg"]
         assert not p5[name]["imports_psycopg_tracing_disabled"]

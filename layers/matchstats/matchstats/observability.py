@@ -15,4 +15,7 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Matchstats")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+# Patch only botocore (the SQS and Secrets Manager calls). Auto-patching makes the X-Ray
+# SDK import every library it can trace, psycopg included, into the API and schedule
+# functions that never touch the database: a slower cold start for nothing.
+tracer = Tracer(service=SERVICE, patch_modules=["botocore"])
