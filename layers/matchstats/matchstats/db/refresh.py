@@ -40,7 +40,7 @@ class RefreshStore:
             conn = self._connections.get()
             with conn.transaction():
                 conn.execute(
-                    load_sql("set_timeouts"),
+                    load_sql("set_refresh_limits"),
                     {
                         "statement_timeout_ms": str(statement_timeout_ms),
                         "lock_timeout_ms": str(lock_timeout_ms),
