@@ -29,11 +29,11 @@ from bench.database import (
     insert_fixtures,
     vacuum_analyze,
 )
-from bench.events import points_bodies
 from bench.fakes import DelayQueue, InMemorySqs
 from bench.measure import Progress, percentile, ratio
 from bench.points_throughput import QUEUE_URL, points_settings
 from bench.sizes import Size
+from devstack.events import points_bodies
 from devstack.functions import function_specs
 from devstack.oracle import (
     actual_competitor_stats,
@@ -321,7 +321,7 @@ def _run(
                 ReceivedMessage(
                     message_id=f"points-{m}", receipt_handle=f"points-{m}", body=b, receive_count=1
                 )
-                for m, b in zip(batch, points_bodies(batch), strict=True)
+                for m, b in zip(batch, points_bodies(*batch), strict=True)
             ]
             # ...and the points logic commits them and sends its delayed refresh request.
             result = calculate_points(messages, points, remaining_ms=lambda: FUNCTION_TIMEOUT_MS)

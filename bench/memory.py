@@ -20,8 +20,8 @@ from bench.database import (
     vacuum_analyze,
 )
 from bench.environments import lambda_environment, run_child
-from bench.events import load_event, points_bodies, sqs_event
 from bench.measure import Progress, ratio
+from devstack.events import load_event, points_bodies, sqs_event
 from devstack.functions import function_specs
 from devstack.sqs import LocalSqs, create_queues, queue_specs_from_template
 from devstack.template import TEMPLATE_PATH
@@ -39,8 +39,8 @@ def _events(conn: Any) -> dict[str, dict[str, Any]]:
     row = conn.execute("SELECT clock_timestamp()").fetchone()
     refresh_body = RefreshMessage(reason=RefreshReason.POINTS, requested_at=row[0]).to_body()
     return {
-        "CalculatePointsFunction": sqs_event(points_bodies(new_matches)),
-        "RefreshViewsFunction": sqs_event([refresh_body] * BATCH, sample="refresh-views.json"),
+        "CalculatePointsFunction": sqs_event(points_bodies(*new_matches)),
+        "RefreshViewsFunction": sqs_event([refresh_body] * BATCH, template="refresh-views.json"),
         "ScheduledRefreshFunction": load_event("scheduled-refresh.json"),
         "RefreshApiFunction": load_event("refresh-api.json"),
     }

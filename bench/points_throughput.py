@@ -20,12 +20,12 @@ from typing import Any
 import psycopg
 
 from bench.database import connect, fresh_database, insert_fixtures, load_sql, vacuum_analyze
-from bench.events import points_bodies, sqs_event
 from bench.fakes import InMemorySqs
 from bench.measure import Progress, median, ratio, stdout_discarded
 from bench.sizes import Size
 from bench.wire import LatencyProxy, ProtocolTrace, per_unit, round_trips
 from calculate_points import app as points_app
+from devstack.events import points_bodies, sqs_event
 from devstack.lambda_context import LambdaContext
 from matchstats.config import PointsSettings
 from matchstats.db.connection import ConnectionProvider
@@ -141,7 +141,7 @@ def measure(server_url: str, size: Size, progress: Progress) -> dict[str, Any]:
         vacuum_analyze(conn)
         match_ids = list(range(1, size.points_matches + 1))
         batches = [match_ids[i : i + BATCH_SIZE] for i in range(0, len(match_ids), BATCH_SIZE)]
-        events = [sqs_event(points_bodies(batch)) for batch in batches]
+        events = [sqs_event(points_bodies(*batch)) for batch in batches]
 
         connections = Connections()
         handler = HandlerSide(url, connections)
@@ -207,7 +207,7 @@ def _wire(
 ) -> dict[str, dict[str, float | None]]:
     """Statements and syncs per batch from libpq's trace; round trips per batch from the
     extra time the same batches take behind a proxy that delays the client's traffic."""
-    events = [sqs_event(points_bodies(batch)) for batch in batches]
+    events = [sqs_event(points_bodies(*batch)) for batch in batches]
     wire: dict[str, dict[str, float | None]] = {}
     with LatencyProxy.in_front_of(url) as proxy:
         proxied = proxy.url(url)

@@ -1,38 +1,8 @@
-"""Sample events: the JSON files in events/ are the one source; factories build variants."""
+"""Sample events for the tests: the JSON files in events/ are the one source, and
+devstack.events builds the variants (the benchmark uses the same factories)."""
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
-import uuid
-from pathlib import Path
-from typing import Any
+from devstack.events import EVENTS_DIR, load_event, points_bodies, sqs_event
 
-EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
-
-
-def load_event(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text())
-    return data
-
-
-def sqs_event(
-    bodies: list[str], *, template: str = "calculate-points.json", receive_count: int = 1
-) -> dict[str, Any]:
-    """An SQS event shaped like the sample file's first record, one record per body."""
-    first = load_event(template)["Records"][0]
-    records = []
-    for body in bodies:
-        record = copy.deepcopy(first)
-        record["messageId"] = str(uuid.uuid4())
-        record["receiptHandle"] = f"local-{uuid.uuid4().hex}"
-        record["body"] = body
-        record["md5OfBody"] = hashlib.md5(body.encode()).hexdigest()  # noqa: S324 - SQS's checksum
-        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-        records.append(record)
-    return {"Records": records}
-
-
-def points_bodies(*match_ids: int) -> list[str]:
-    return [json.dumps({"matchId": match_id}) for match_id in match_ids]
+__all__ = ["EVENTS_DIR", "load_event", "points_bodies", "sqs_event"]
