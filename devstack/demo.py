@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 import psycopg
@@ -30,9 +31,12 @@ from devstack.oracle import (
 )
 from devstack.seed import complete_matches, correct_score, create_season, void_match
 from devstack.stack import DevStack, StackOptions
+from devstack.template import TEMPLATE_PATH
 from matchstats.producer import enqueue_points_calculation, enqueue_points_calculations
 
 VIEWS = ("competition_standings", "competitor_stats")
+# Where `make demo` keeps the functions' logs (git-ignored; each run appends).
+LOG_DIR = TEMPLATE_PATH.parent / ".devstack" / "logs"
 _COLUMNS = ("P", "W", "D", "L", "F", "A", "GD", "Pts")
 
 
@@ -80,12 +84,13 @@ def run_demo(
     seed: int = 2026,
     out: TextIO = sys.stdout,
     progress: bool = True,
+    log_dir: Path | None = None,
 ) -> DemoReport:
     started = time.monotonic()
     report = DemoReport()
     say = out.write
     say("matchstats demo: starting PostgreSQL, SQS and the four functions on 127.0.0.1 ...\n")
-    with DevStack(StackOptions(schedule_interval_s=20)) as stack:
+    with DevStack(StackOptions(schedule_interval_s=20, log_dir=log_dir)) as stack:
         say(f"  stack up in {time.monotonic() - started:.1f} s; function logs in {stack.log_dir}\n")
         with psycopg.connect(stack.database_url, autocommit=True) as db:
             _play(
@@ -279,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         competitions=args.competitions,
         competitors=args.competitors,
         progress=not args.no_progress and sys.stdout.isatty(),
+        log_dir=LOG_DIR,
     )
     return 0 if report.ok else 1
 

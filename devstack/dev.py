@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from devstack.demo import LOG_DIR
 from devstack.stack import DevStack, StackOptions
 
 
@@ -22,7 +23,7 @@ def main() -> int:
 def _serve() -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with DevStack(StackOptions(schedule_interval_s=60)) as stack:
+    with DevStack(StackOptions(schedule_interval_s=60, log_dir=LOG_DIR)) as stack:
         assert stack.api is not None
         urls = stack.queue_urls
         print(

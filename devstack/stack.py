@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -65,7 +66,13 @@ class DevStack:
         # chaos test stops and restarts it.
         self.postgres: EmbeddedPostgres | None = None
         self.api: LocalApiGateway | None = None
-        self.log_dir = self.options.log_dir or Path(tempfile.mkdtemp(prefix="matchstats-logs-"))
+        if self.options.log_dir is not None:
+            self.log_dir = self.options.log_dir
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            # Nobody asked to keep the logs: a temporary folder, removed on stop.
+            self.log_dir = Path(tempfile.mkdtemp(prefix="matchstats-logs-"))
+            self._exit.callback(shutil.rmtree, self.log_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ lifecycle
 
