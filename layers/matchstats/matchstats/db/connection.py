@@ -23,8 +23,19 @@ _SECRET_MAX_AGE_S = 300
 def fetch_secret_json(secret_arn: str) -> dict[str, Any]:
     """Secrets Manager through Powertools Parameters (cached, JSON-decoded)."""
     from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.exceptions import (
+        GetParameterError,
+        TransformParameterError,
+    )
 
-    value = parameters.get_secret(secret_arn, transform="json", max_age=_SECRET_MAX_AGE_S)
+    try:
+        value = parameters.get_secret(secret_arn, transform="json", max_age=_SECRET_MAX_AGE_S)
+    except (GetParameterError, TransformParameterError) as exc:
+        # Throttled, unreachable, or missing: the batch is retried and, if it persists,
+        # dead-lettered, rather than the invocation failing as a whole.
+        raise DatabaseUnavailableError(
+            f"cannot read the database secret {secret_arn}: {exc}"
+        ) from exc
     if not isinstance(value, dict):
         raise ConfigurationError(f"secret {secret_arn} is not a JSON object")
     return value
@@ -81,7 +92,13 @@ class ConnectionProvider:
     def get(self) -> psycopg.Connection:
         conn: psycopg.Connection | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
-            conn = self._opener(self._conninfo())
+            try:
+                conninfo = self._conninfo()
+            except ConfigurationError as exc:
+                # A secret without a host, say: no connection, so the batch is retried
+                # (and dead-lettered if it persists) like any other unreachable database.
+                raise DatabaseUnavailableError(f"cannot connect to the database: {exc}") from exc
+            conn = self._opener(conninfo)
             self._local.conn = conn
         return conn
 
