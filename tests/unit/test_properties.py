@@ -9,8 +9,9 @@ the whole batch it arrived in.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -133,20 +134,26 @@ def test_a_match_id_that_is_not_a_positive_64_bit_integer_is_rejected_by_name(
     assert "matchId" in str(error), str(error)
 
 
+M = TypeVar("M")
+
+
+def parse_or_reason(parse: Callable[[str], M], body: str) -> tuple[M | None, str | None]:
+    """The parsed message, or the reason an InvalidMessageError gave (anything else raises)."""
+    try:
+        return parse(body), None
+    except InvalidMessageError as exc:
+        return None, str(exc)
+
+
 @PROPERTY_SETTINGS
 @given(body=arbitrary_bodies)
 def test_any_text_parses_to_a_message_or_fails_as_an_invalid_message(body: str) -> None:
     # Given any text at all as a points body
     # When it is parsed
-    reason: str | None
-    try:
-        message = parse_points_message(body)
-    except InvalidMessageError as exc:
-        reason = str(exc)
-    else:
-        reason = None
+    message, reason = parse_or_reason(parse_points_message, body)
     # Then a rejection is an InvalidMessageError with a reason to put in the DLQ ...
-    if reason is not None:
+    if message is None:
+        assert reason is not None
         assert reason.strip()
         return
 
@@ -160,17 +167,12 @@ def test_any_text_parses_to_a_message_or_fails_as_an_invalid_message(body: str) 
 def test_any_text_parses_to_a_refresh_request_or_fails_as_an_invalid_message(body: str) -> None:
     # Given any text at all as a refresh body
     # When it is parsed, Then it is a refresh request or an InvalidMessageError with a reason
-    reason: str | None
-    try:
-        message = parse_refresh_message(body)
-    except InvalidMessageError as exc:
-        reason = str(exc)
-    else:
-        reason = None
-    if reason is not None:
+    request, reason = parse_or_reason(parse_refresh_message, body)
+    if request is None:
+        assert reason is not None
         assert reason.strip()
         return
-    assert parse_refresh_message(message.to_body()) == message
+    assert parse_refresh_message(request.to_body()) == request
 
 
 @PROPERTY_SETTINGS
