@@ -67,7 +67,9 @@ class Context:
         database = self.settings.database()
         connections = self._exit.enter_context(
             closing_connections(
-                lambda: resolve_conninfo(database, fetch_secret=self.aws.fetch_secret_json)
+                lambda: resolve_conninfo(database, fetch_secret=self.aws.fetch_secret_json),
+                pooler=database.db_pooler,
+                schema=database.db_schema,
             )
         )
         self._store = OpsStore(connections)

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from matchstats.config import RefreshSettings
-from matchstats.db.connection import ConnectionProvider, resolve_conninfo
+from matchstats.db.connection import ConnectionProvider
 from matchstats.db.jobs import JobStore
 from matchstats.db.refresh import RefreshStore
 from matchstats.observability import logger, metrics, tracer
@@ -30,7 +30,7 @@ from matchstats.sqs_records import to_received
 def dependencies() -> RefreshDependencies:
     """Built once per execution environment (cold start) and reused while warm."""
     settings = RefreshSettings.from_env()
-    connections = ConnectionProvider(lambda: resolve_conninfo(settings))
+    connections = ConnectionProvider.from_settings(settings)
     return RefreshDependencies(
         settings=settings,
         store=RefreshStore(connections),

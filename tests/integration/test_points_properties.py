@@ -199,7 +199,7 @@ def deliver(world: World, delivery: Delivery) -> set[int]:
 def store(database_url: str) -> Iterator[PointsStore]:
     connections = ConnectionProvider(lambda: database_url)
     yield PointsStore(connections)
-    connections.release_after_error()
+    connections.close()
 
 
 @PROPERTY_SETTINGS

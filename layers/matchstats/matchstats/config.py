@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -29,9 +30,25 @@ class _EnvModel(BaseModel):
             raise ConfigurationError(f"bad configuration: {problems}") from exc
 
 
+class Pooler(StrEnum):
+    """What sits between the functions and PostgreSQL (SPEC section 6, DB_POOLER)."""
+
+    # A direct connection: psycopg prepares statements it runs often (plans once).
+    NONE = "none"
+    # PgBouncer in transaction mode, or RDS Proxy: a server connection is lent for one
+    # transaction only, so nothing may outlive one, not even a named prepared statement.
+    TRANSACTION = "transaction"
+
+
 class DatabaseSettings(_EnvModel):
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     db_secret_arn: str | None = Field(default=None, alias="DB_SECRET_ARN")
+    db_pooler: Pooler = Field(default=Pooler.NONE, alias="DB_POOLER")
+    # The schema that holds the bundle's objects and the application's tables; every
+    # transaction of the bundle sets its search_path to it, whatever the role's default.
+    db_schema: Annotated[str, Field(min_length=1, max_length=63)] = Field(
+        default="public", alias="DB_SCHEMA"
+    )
     # Used only for credentials from Secrets Manager (RDS); a DATABASE_URL says its own.
     db_sslmode: str = Field(default="require", alias="DB_SSLMODE")
     db_connect_timeout_s: Annotated[int, Field(ge=1, le=60)] = Field(

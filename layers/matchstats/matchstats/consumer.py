@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from matchstats.db.jobs import JobStore
-from matchstats.errors import PermanentError, TransientError
+from matchstats.errors import PermanentError, TransientError, UnexpectedError
 from matchstats.models import JobRecord, JobStatus, ReceivedMessage
 from matchstats.observability import logger
+from matchstats.outcomes import BatchResult, Disposition, RecordResult
 from matchstats.queues import (
     OutgoingMessage,
     PartialSendError,
@@ -18,6 +19,11 @@ from matchstats.queues import (
     backoff_seconds,
     dead_letter_attributes,
 )
+
+# Job history written outside the batch transaction (consumer.record_failures).
+HISTORY_BUDGET_MS = 3_000
+HISTORY_RESERVE_MS = 1_000
+MIN_HISTORY_BUDGET_MS = 500
 
 
 def dead_letter(
@@ -82,29 +88,94 @@ def schedule_backoff(
         )
 
 
+def history_budget_ms(remaining_ms: int) -> int:
+    """How long job history written outside the batch transaction may take: at most
+    HISTORY_BUDGET_MS, and never the last HISTORY_RESERVE_MS of the invocation."""
+    return min(HISTORY_BUDGET_MS, remaining_ms - HISTORY_RESERVE_MS)
+
+
+def record_history(
+    jobs: JobStore,
+    job_type: str,
+    records: Sequence[JobRecord],
+    *,
+    started_at: datetime,
+    budget_ms: int,
+) -> None:
+    """Records job runs within `budget_ms`, if the database lets us: the history is a
+    convenience written beside the real work, whose outcome is already settled. Logs
+    what it could not record, with the message ids; never raises a TransientError."""
+    if not records:
+        return
+    if budget_ms < MIN_HISTORY_BUDGET_MS:
+        logger.warning(
+            "jobs not recorded in job_history: no time left",
+            extra={"job_type": job_type, "message_ids": [r.job_id for r in records]},
+        )
+        return
+    try:
+        jobs.record(job_type, records, started_at=started_at, budget_ms=budget_ms)
+    except TransientError as exc:
+        logger.warning(
+            "jobs not recorded in job_history",
+            extra={
+                "job_type": job_type,
+                "error": str(exc),
+                "message_ids": [r.job_id for r in records],
+            },
+        )
+
+
 def record_failures(
     jobs: JobStore,
     job_type: str,
     failures: Sequence[tuple[ReceivedMessage, str, TransientError]],
     *,
     started_at: datetime,
+    budget_ms: int,
 ) -> None:
-    """Records (message, subject, error) runs as failed jobs, if the database lets us:
-    the history is a convenience, and the retry is already arranged."""
+    """Records (message, subject, error) runs as failed jobs (record_history)."""
+    record_history(
+        jobs,
+        job_type,
+        [
+            JobRecord(
+                job_id=message.message_id,
+                subject=subject,
+                status=JobStatus.FAILED,
+                attempts=message.receive_count,
+                error=str(error),
+            )
+            for message, subject, error in failures
+        ],
+        started_at=started_at,
+        budget_ms=budget_ms,
+    )
+
+
+def retry_unfinished(
+    result: BatchResult,
+    messages: Sequence[ReceivedMessage],
+    unexpected: Exception,
+    *,
+    queues: Queues,
+    queue_url: str,
+    max_receive_count: int,
+) -> None:
+    """After an error nobody foresaw (a bug, a library raising what it should not): every
+    message of the batch without an outcome yet is retried with its backoff, rather than
+    the invocation failing and the whole batch waiting out the queue's 720 s visibility
+    timeout. Messages already settled (committed, dead-lettered) keep their outcome.
+    Never raises."""
+    logger.exception(
+        "unexpected error; the batch's unsettled messages are retried with backoff",
+        extra={"error_type": type(unexpected).__name__},
+    )
+    error = UnexpectedError(f"unexpected {type(unexpected).__name__}: {unexpected}")
+    unsettled = [message for message in messages if message.message_id not in result.records]
+    for message in unsettled:
+        result.records[message.message_id] = RecordResult(Disposition.RETRY, error)
     try:
-        jobs.record(
-            job_type,
-            [
-                JobRecord(
-                    job_id=message.message_id,
-                    subject=subject,
-                    status=JobStatus.FAILED,
-                    attempts=message.receive_count,
-                    error=str(error),
-                )
-                for message, subject, error in failures
-            ],
-            started_at=started_at,
-        )
-    except TransientError as exc:
-        logger.warning("failed jobs not recorded in job_history", extra={"error": str(exc)})
+        schedule_backoff(queues, queue_url, unsettled, max_receive_count)
+    except Exception:
+        logger.exception("backoff not set after an unexpected error")

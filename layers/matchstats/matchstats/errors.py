@@ -49,3 +49,8 @@ class QueueUnavailableError(TransientError):
 
 class DeadlineError(TransientError):
     """Too little of the invocation's time is left to finish safely."""
+
+
+class UnexpectedError(TransientError):
+    """An error nobody foresaw, of any type: its batch is retried with backoff rather than
+    the invocation failing (SPEC section 4)."""

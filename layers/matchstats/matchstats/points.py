@@ -8,7 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from matchstats.config import PointsSettings
-from matchstats.consumer import dead_letter, record_failures, schedule_backoff
+from matchstats.consumer import (
+    dead_letter,
+    history_budget_ms,
+    record_failures,
+    retry_unfinished,
+    schedule_backoff,
+)
 from matchstats.db.jobs import JobStore
 from matchstats.db.points import PointsStore
 from matchstats.errors import (
@@ -64,8 +70,33 @@ def calculate_points(
     *,
     remaining_ms: Callable[[], int],
 ) -> PointsBatchResult:
-    started_at = deps.now()
+    """Brings match_points in line with the batch's matches and asks for one refresh.
+
+    Returns each message's outcome; never raises: an error of any type leaves the
+    messages it did not settle to be retried with backoff (consumer.retry_unfinished).
+    """
     result = PointsBatchResult()
+    try:
+        _calculate(messages, deps, remaining_ms, result)
+    except Exception as exc:
+        retry_unfinished(
+            result,
+            messages,
+            exc,
+            queues=deps.queues,
+            queue_url=deps.settings.points_queue_url,
+            max_receive_count=deps.settings.max_receive_count,
+        )
+    return result
+
+
+def _calculate(
+    messages: Sequence[ReceivedMessage],
+    deps: PointsDependencies,
+    remaining_ms: Callable[[], int],
+    result: PointsBatchResult,
+) -> None:
+    started_at = deps.now()
     budget_ms = remaining_ms() - POST_COMMIT_RESERVE_MS
     try:
         if budget_ms < MIN_STATEMENT_BUDGET_MS:
@@ -80,13 +111,12 @@ def calculate_points(
         )
     except TransientError as exc:
         logger.warning("points batch not written; retrying", extra={"error": str(exc)})
-        _retry(messages, exc, deps, result, started_at)
-        return result
+        _retry(messages, exc, deps, result, started_at, remaining_ms)
+        return
 
     by_id = {message.message_id: message for message in messages}
-    _dead_letter(write, by_id, deps, result, started_at)
-    _request_refresh(write, by_id, deps, result, started_at)
-    return result
+    _dead_letter(write, by_id, deps, result)
+    _request_refresh(write, by_id, deps, result, started_at, remaining_ms)
 
 
 def _to_job(message: ReceivedMessage) -> PointsJob:
@@ -109,7 +139,6 @@ def _dead_letter(
     by_id: dict[str, ReceivedMessage],
     deps: PointsDependencies,
     result: PointsBatchResult,
-    started_at: datetime,
 ) -> None:
     failures = [
         (by_id[row.job_id], _PERMANENT_BY_OUTCOME[row.outcome](row.error or row.outcome.value))
@@ -138,6 +167,7 @@ def _request_refresh(
     deps: PointsDependencies,
     result: PointsBatchResult,
     started_at: datetime,
+    remaining_ms: Callable[[], int],
 ) -> None:
     done = [row for row in write.outcomes if row.outcome is PointsOutcomeKind.OK]
     if not done:
@@ -157,7 +187,7 @@ def _request_refresh(
         # The points are committed, but nothing has asked for them to be shown. Retrying
         # the records recomputes (a no-op) and asks again; the schedule is the backstop.
         logger.warning("refresh request not sent; retrying the batch", extra={"error": str(exc)})
-        _retry([by_id[row.job_id] for row in done], exc, deps, result, started_at)
+        _retry([by_id[row.job_id] for row in done], exc, deps, result, started_at, remaining_ms)
         return
     for row in done:
         result.records[row.job_id] = RecordResult(Disposition.COMPLETED, changed=row.changed)
@@ -178,6 +208,7 @@ def _retry(
     deps: PointsDependencies,
     result: PointsBatchResult,
     started_at: datetime,
+    remaining_ms: Callable[[], int],
 ) -> None:
     for message in messages:
         result.records[message.message_id] = RecordResult(Disposition.RETRY, error)
@@ -189,6 +220,7 @@ def _retry(
         "points",
         [(message, _subject(message), error) for message in messages],
         started_at=started_at,
+        budget_ms=history_budget_ms(remaining_ms()),
     )
 
 

@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from matchstats.config import RefreshSettings
-from matchstats.consumer import dead_letter, record_failures, schedule_backoff
+from matchstats.consumer import (
+    dead_letter,
+    history_budget_ms,
+    record_failures,
+    record_history,
+    retry_unfinished,
+    schedule_backoff,
+)
 from matchstats.db.jobs import JobStore
 from matchstats.db.refresh import REFRESHABLE_VIEWS, RefreshStore
 from matchstats.errors import DeadlineError, InvalidMessageError, TransientError
@@ -73,8 +80,31 @@ def refresh_views(
     *,
     remaining_ms: Callable[[], int],
 ) -> RefreshBatchResult:
-    started_at = deps.now()
+    """Refreshes each view the batch's requests name, at most once, unless covered or
+    unchanged. Returns each message's outcome and each view's decision; never raises: an
+    error of any type leaves the messages it did not settle to be retried with backoff."""
     result = RefreshBatchResult()
+    try:
+        _refresh(messages, deps, remaining_ms, result)
+    except Exception as exc:
+        retry_unfinished(
+            result,
+            messages,
+            exc,
+            queues=deps.queues,
+            queue_url=deps.settings.refresh_queue_url,
+            max_receive_count=deps.settings.max_receive_count,
+        )
+    return result
+
+
+def _refresh(
+    messages: Sequence[ReceivedMessage],
+    deps: RefreshDependencies,
+    remaining_ms: Callable[[], int],
+    result: RefreshBatchResult,
+) -> None:
+    started_at = deps.now()
     requests: dict[str, RefreshMessage] = {}
     invalid: list[tuple[ReceivedMessage, InvalidMessageError]] = []
     for message in messages:
@@ -143,12 +173,20 @@ def refresh_views(
         for message, error in invalid
         if message.message_id not in not_sent
     ]
-    try:
-        deps.jobs.record("refresh", history, started_at=started_at)
-    except TransientError as exc:
-        logger.warning("refresh jobs not recorded in job_history", extra={"error": str(exc)})
-    record_failures(deps.jobs, "refresh", retry, started_at=started_at)
-    return result
+    record_history(
+        deps.jobs,
+        "refresh",
+        history,
+        started_at=started_at,
+        budget_ms=history_budget_ms(remaining_ms()),
+    )
+    record_failures(
+        deps.jobs,
+        "refresh",
+        retry,
+        started_at=started_at,
+        budget_ms=history_budget_ms(remaining_ms()),
+    )
 
 
 def _refresh_one(

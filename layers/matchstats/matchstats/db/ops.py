@@ -6,21 +6,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict
 
-from matchstats.db.connection import ConnectionProvider, connect
-from matchstats.db.errors import translate
-from matchstats.db.migrate import apply_migrations
+from matchstats.config import Pooler
+from matchstats.db.connection import ConnectionProvider, Limits, connect
+from matchstats.db.migrate import MIGRATION_LOCK_TIMEOUT_MS, apply_migrations
 from matchstats.db.sql import load_sql
 from matchstats.errors import DatabaseUnavailableError
 from matchstats.models import JobHistoryRow, JobStatus
 
-T = TypeVar("T")
+# The operator waits for an answer, but not for ever.
+READ_LIMITS = Limits(statement_timeout_ms=30_000, lock_timeout_ms=5_000)
+MIGRATION_LIMITS = Limits(statement_timeout_ms=0, lock_timeout_ms=MIGRATION_LOCK_TIMEOUT_MS)
 
 
 class ViewStatusRow(BaseModel):
@@ -50,7 +52,8 @@ class OpsStore:
 
     def migrate(self) -> list[str]:
         """Applies the missing migrations (matchstats.db.migrate); returns their versions."""
-        return self._run(apply_migrations)
+        with self._connections.session(MIGRATION_LIMITS) as conn:
+            return apply_migrations(conn, schema=self._connections.schema)
 
     def view_status(self) -> list[ViewStatusRow]:
         rows = self._fetch("ops_view_status", {})
@@ -86,27 +89,24 @@ class OpsStore:
         return [int(row["id"]) for row in rows]
 
     def _fetch(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        def query(conn: psycopg.Connection) -> list[dict[str, Any]]:
-            with conn.cursor(row_factory=dict_row) as cur:
-                return cur.execute(load_sql(name), params).fetchall()
-
-        return self._run(query)
-
-    def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
         try:
-            return work(self._connections.get())
-        except pg_errors.UndefinedTable as exc:
-            self._connections.release_after_error()
-            raise DatabaseUnavailableError(
-                f"{translate(exc)} (has the database been migrated?)"
-            ) from exc
-        except psycopg.Error as exc:
-            self._connections.release_after_error()
-            raise translate(exc) from exc
+            with (
+                self._connections.transaction(READ_LIMITS) as conn,
+                conn.cursor(row_factory=dict_row) as cur,
+            ):
+                return cur.execute(load_sql(name), params).fetchall()
+        except DatabaseUnavailableError as exc:
+            if isinstance(exc.__cause__, pg_errors.UndefinedTable):
+                raise DatabaseUnavailableError(
+                    f"{exc} (has the database been migrated?)"
+                ) from exc.__cause__
+            raise
 
 
 @contextmanager
-def closing_connections(conninfo: Callable[[], str]) -> Iterator[ConnectionProvider]:
+def closing_connections(
+    conninfo: Callable[[], str], *, pooler: Pooler = Pooler.NONE, schema: str = "public"
+) -> Iterator[ConnectionProvider]:
     """A ConnectionProvider for a short-lived process (the operator's command): every
     connection it opened is closed on exit."""
     opened: list[psycopg.Connection] = []
@@ -117,7 +117,7 @@ def closing_connections(conninfo: Callable[[], str]) -> Iterator[ConnectionProvi
         return conn
 
     try:
-        yield ConnectionProvider(conninfo, open_tracked)
+        yield ConnectionProvider(conninfo, open_tracked, pooler=pooler, schema=schema)
     finally:
         for conn in opened:
             conn.close()

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import psycopg
 from psycopg.rows import dict_row
 
-from matchstats.db.connection import ConnectionProvider
-from matchstats.db.errors import translate
+from matchstats.db.connection import BEGIN, ConnectionProvider, Limits
 from matchstats.db.sql import load_sql
 from matchstats.models import PointsBatchWrite, PointsJob, PointsOutcomeRow
 
@@ -28,20 +26,14 @@ class PointsStore:
     ) -> PointsBatchWrite:
         """Computes and writes the batch's points in one transaction, sent as one pipeline."""
         match_ids = [job.match_id for job in jobs]
-        try:
-            conn = self._connections.get()
+        limits = Limits(statement_timeout_ms=statement_timeout_ms, lock_timeout_ms=lock_timeout_ms)
+        with self._connections.session(limits) as conn:
             # The whole transaction and the clock reading after it go out as one pipeline
             # with one sync: one network round trip per batch. BEGIN and COMMIT are sent
             # as statements because psycopg's transaction() block syncs on each.
             with conn.pipeline():
-                conn.execute(b"BEGIN")
-                conn.execute(
-                    load_sql("set_timeouts"),
-                    {
-                        "statement_timeout_ms": str(statement_timeout_ms),
-                        "lock_timeout_ms": str(lock_timeout_ms),
-                    },
-                )
+                conn.execute(BEGIN)
+                conn.execute(*self._connections.settings_statement(limits))
                 conn.execute(load_sql("lock_matches"), {"match_ids": match_ids})
                 outcome_cursor = conn.cursor(row_factory=dict_row)
                 outcome_cursor.execute(
@@ -59,9 +51,6 @@ class PointsStore:
                 clock_cursor = conn.execute(load_sql("database_clock"))
             rows = outcome_cursor.fetchall()
             clock_row = clock_cursor.fetchone()
-        except psycopg.Error as exc:
-            self._connections.release_after_error()
-            raise translate(exc) from exc
         assert clock_row is not None
         return PointsBatchWrite(
             outcomes=[PointsOutcomeRow.model_validate(row) for row in rows],

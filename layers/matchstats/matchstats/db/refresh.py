@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from matchstats.db.connection import ConnectionProvider
-from matchstats.db.errors import translate
+from matchstats.db.connection import ConnectionProvider, Limits
 from matchstats.db.sql import load_sql
 from matchstats.models import ViewRefreshDone, ViewRefreshRecord, ViewState
 
@@ -36,41 +34,34 @@ class RefreshStore:
         the refresh done (None when `decide` skipped it)."""
         if view_name not in REFRESHABLE_VIEWS:
             raise ValueError(f"not a refreshable view: {view_name}")
-        try:
-            conn = self._connections.get()
-            with conn.transaction():
-                conn.execute(
-                    load_sql("set_refresh_limits"),
-                    {
-                        "statement_timeout_ms": str(statement_timeout_ms),
-                        "lock_timeout_ms": str(lock_timeout_ms),
-                    },
-                )
-                conn.execute(load_sql("lock_view"), {"view_name": view_name})
-                with conn.cursor(row_factory=dict_row) as cur:
-                    row = cur.execute(load_sql("view_state"), {"view_name": view_name}).fetchone()
-                assert row is not None, f"view_refresh_state has no row for {view_name}"
-                state = ViewState(view_name=view_name, **row)
-                record = decide(state)
-                if record is None:
-                    return state, None
-                # CONCURRENTLY never blocks readers, but it needs a populated view: the
-                # first fill of an empty (WITH NO DATA) view takes the plain path once.
-                refresh = (
-                    "REFRESH MATERIALIZED VIEW CONCURRENTLY {}"
-                    if record.concurrently
-                    else "REFRESH MATERIALIZED VIEW {}"
-                )
-                conn.execute(sql.SQL(refresh).format(sql.Identifier(view_name)))
-                with conn.cursor(row_factory=dict_row) as cur:
-                    done = cur.execute(
-                        load_sql("record_refresh"),
-                        {**record.model_dump(), "view_name": view_name},
-                    ).fetchone()
-                assert done is not None
-                return state, ViewRefreshDone(
-                    finished_at=done["finished_at"], duration_ms=done["duration_ms"]
-                )
-        except psycopg.Error as exc:
-            self._connections.release_after_error()
-            raise translate(exc) from exc
+        limits = Limits(
+            statement_timeout_ms=statement_timeout_ms,
+            lock_timeout_ms=lock_timeout_ms,
+            parallel_workers=0,
+        )
+        with self._connections.transaction(limits) as conn:
+            conn.execute(load_sql("lock_view"), {"view_name": view_name})
+            with conn.cursor(row_factory=dict_row) as cur:
+                row = cur.execute(load_sql("view_state"), {"view_name": view_name}).fetchone()
+            assert row is not None, f"view_refresh_state has no row for {view_name}"
+            state = ViewState(view_name=view_name, **row)
+            record = decide(state)
+            if record is None:
+                return state, None
+            # CONCURRENTLY never blocks readers, but it needs a populated view: the
+            # first fill of an empty (WITH NO DATA) view takes the plain path once.
+            refresh = (
+                "REFRESH MATERIALIZED VIEW CONCURRENTLY {}"
+                if record.concurrently
+                else "REFRESH MATERIALIZED VIEW {}"
+            )
+            conn.execute(sql.SQL(refresh).format(sql.Identifier(view_name)))
+            with conn.cursor(row_factory=dict_row) as cur:
+                done = cur.execute(
+                    load_sql("record_refresh"),
+                    {**record.model_dump(), "view_name": view_name},
+                ).fetchone()
+            assert done is not None
+            return state, ViewRefreshDone(
+                finished_at=done["finished_at"], duration_ms=done["duration_ms"]
+            )

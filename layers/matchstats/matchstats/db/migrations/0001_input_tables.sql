@@ -28,4 +28,15 @@ CREATE TABLE IF NOT EXISTS matches (
     CHECK (home_id <> away_id)
 );
 
-CREATE INDEX IF NOT EXISTS matches_competition_id_idx ON matches (competition_id);
+-- For the operator's recompute of a competition. Only the table's owner may index it: where
+-- the application owns `matches` (the bundle's role has SELECT and REFERENCES only), the
+-- bundle leaves its indexes to the application.
+DO $$
+BEGIN
+    IF pg_catalog.pg_has_role(
+        (SELECT relowner FROM pg_catalog.pg_class WHERE oid = 'matches'::regclass), 'USAGE'
+    ) THEN
+        CREATE INDEX IF NOT EXISTS matches_competition_id_idx ON matches (competition_id);
+    END IF;
+END
+$$;

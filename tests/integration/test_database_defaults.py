@@ -1,0 +1,245 @@
+"""The bundle does not depend on the database's or the role's defaults (SPEC section 4).
+
+Each case lays a database out as in production (tests/roles.py: the application owns its
+tables, the bundle connects as the README's role), sets one kind of default the other way
+on the database or on the bundle's role, then runs a season through the real handlers:
+CalculatePointsFunction, then RefreshViewsFunction with the refresh request it sent. Then
+match_points and both views equal the independent recomputation (devstack/oracle.py), and
+no record failed. The role's URL is the functions' DATABASE_URL; the Given and Then steps
+use the application owner's connection.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+
+from calculate_points import app as points_app
+from devstack.lambda_context import LambdaContext
+from devstack.oracle import (
+    actual_competitor_stats,
+    actual_match_points,
+    actual_standings,
+    expected_competitor_stats,
+    expected_match_points,
+    expected_standings,
+)
+from devstack.seed import complete_matches, correct_score, create_season
+from matchstats.config import PointsSettings, RefreshSettings
+from matchstats.db.connection import ConnectionProvider
+from matchstats.db.jobs import JobStore
+from matchstats.db.points import PointsStore
+from matchstats.db.refresh import RefreshStore
+from matchstats.points import PointsDependencies
+from matchstats.refresh import RefreshDependencies
+from refresh_views import app as refresh_app
+from tests.factories import points_bodies, sqs_event
+from tests.fakes import InMemoryQueues
+from tests.roles import (
+    ProductionLikeDatabase,
+    create_production_like_database,
+    drop_production_like_database,
+)
+
+ROLE = "ALTER ROLE {role} IN DATABASE {db} SET "
+DECOY_SCHEMA = [
+    # A schema first on the role's search_path, with tables of the same names: a bundle
+    # that trusted the search_path would read and write these.
+    "CREATE SCHEMA decoy",
+    "CREATE TABLE decoy.matches (LIKE public.matches INCLUDING ALL)",
+    "CREATE TABLE decoy.match_points (LIKE public.match_points INCLUDING ALL)",
+    "GRANT USAGE ON SCHEMA decoy TO {role}",
+    "GRANT ALL ON ALL TABLES IN SCHEMA decoy TO {role}",
+    ROLE + "search_path = decoy, public",
+]
+# Low enough that any statement, lock wait, idle moment or transaction of the bundle's
+# that ran under them would be cut; our own first statements take microseconds.
+LOW = "'10ms'"
+
+DEFAULTS: dict[str, list[str]] = {
+    "server defaults": [],
+    "DateStyle SQL, DMY on the database": ["ALTER DATABASE {db} SET datestyle = 'SQL, DMY'"],
+    "DateStyle German on the role": [ROLE + "datestyle = 'German'"],
+    "IntervalStyle iso_8601": [ROLE + "intervalstyle = 'iso_8601'"],
+    "TimeZone Pacific/Chatham": ["ALTER DATABASE {db} SET timezone = 'Pacific/Chatham'"],
+    "serializable isolation": [ROLE + "default_transaction_isolation = 'serializable'"],
+    "repeatable read isolation": [ROLE + "default_transaction_isolation = 'repeatable read'"],
+    "read-only transactions": [ROLE + "default_transaction_read_only = on"],
+    "search_path starting with another schema": DECOY_SCHEMA,
+    "low statement_timeout and lock_timeout": [
+        ROLE + f"statement_timeout = {LOW}",
+        ROLE + f"lock_timeout = {LOW}",
+    ],
+    "low idle_in_transaction_session_timeout": [
+        ROLE + f"idle_in_transaction_session_timeout = {LOW}",
+    ],
+    "low transaction_timeout (PostgreSQL 17+)": [ROLE + f"transaction_timeout = {LOW}"],
+}
+
+
+@pytest.fixture(params=list(DEFAULTS), ids=list(DEFAULTS))
+def database(
+    request: pytest.FixtureRequest, postgres_server_url: str
+) -> Iterator[ProductionLikeDatabase]:
+    """A production-like database with one kind of default set the other way."""
+    database = create_production_like_database(postgres_server_url, "defaults")
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        if "transaction_timeout" in request.param and conn.info.server_version < 170000:
+            pytest.skip("transaction_timeout exists from PostgreSQL 17")
+        for statement in DEFAULTS[request.param]:
+            conn.execute(statement.format(db=database.name, role=database.role).encode())
+    yield database
+    drop_production_like_database(postgres_server_url, database)
+
+
+@dataclass
+class Functions:
+    """CalculatePointsFunction and RefreshViewsFunction with the real stores on the
+    role's connection, and an in-memory SQS that keeps what they send."""
+
+    points: PointsDependencies
+    refresh: RefreshDependencies
+    queues: InMemoryQueues
+
+    def run_points(self, *match_ids: int) -> dict[str, Any]:
+        event = sqs_event(points_bodies(*match_ids))
+        context = LambdaContext.for_invocation("CalculatePointsFunction", 120)
+        return points_app.lambda_handler(event, context, deps=self.points)
+
+    def run_refresh(self) -> dict[str, Any]:
+        bodies = [message.body for url, message in self.queues.sent if url == REFRESH_QUEUE]
+        self.queues.sent.clear()
+        event = sqs_event(bodies, template="refresh-views.json")
+        context = LambdaContext.for_invocation("RefreshViewsFunction", 120)
+        return refresh_app.lambda_handler(event, context, deps=self.refresh)
+
+
+REFRESH_QUEUE = "http://sqs.local/RefreshQueue"
+
+
+def functions_for(database_url: str) -> Functions:
+    queues = InMemoryQueues()
+    common = {"DATABASE_URL": database_url, "REFRESH_QUEUE_URL": REFRESH_QUEUE}
+    points_settings = PointsSettings.from_env(
+        {
+            **common,
+            "POINTS_QUEUE_URL": "http://sqs.local/PointsQueue",
+            "DEAD_LETTER_QUEUE_URL": "http://sqs.local/PointsDeadLetterQueue",
+        }
+    )
+    refresh_settings = RefreshSettings.from_env(
+        {**common, "DEAD_LETTER_QUEUE_URL": "http://sqs.local/RefreshDeadLetterQueue"}
+    )
+    points_connections = ConnectionProvider.from_settings(points_settings)
+    refresh_connections = ConnectionProvider.from_settings(refresh_settings)
+    return Functions(
+        points=PointsDependencies(
+            settings=points_settings,
+            store=PointsStore(points_connections),
+            jobs=JobStore(points_connections),
+            queues=queues,
+        ),
+        refresh=RefreshDependencies(
+            settings=refresh_settings,
+            store=RefreshStore(refresh_connections),
+            jobs=JobStore(refresh_connections),
+            queues=queues,
+        ),
+        queues=queues,
+    )
+
+
+def test_a_season_computes_and_refreshes_whatever_the_defaults(
+    database: ProductionLikeDatabase,
+) -> None:
+    # Given a season of 30 matches, 24 completed and two of those corrected
+    functions = functions_for(database.role_url)
+    with psycopg.connect(database.owner_url, autocommit=True) as owner:
+        season = create_season(owner, competitions=1, competitors_per_competition=6)
+        completed = season.match_ids[:24]
+        complete_matches(owner, completed, random.Random(10))
+
+        # When CalculatePointsFunction takes them in batches of 10, then two corrections
+        # arrive, and RefreshViewsFunction takes every refresh request that was sent
+        for start in range(0, len(completed), 10):
+            response = functions.run_points(*completed[start : start + 10])
+            assert response == {"batchItemFailures": []}, response
+        correct_score(owner, completed[0], 5, 0)
+        correct_score(owner, completed[1], 0, 0)
+        assert functions.run_points(completed[0], completed[1]) == {"batchItemFailures": []}
+        assert functions.run_refresh() == {"batchItemFailures": []}
+
+        # Then match_points and both views equal the recomputation from `matches`
+        assert actual_match_points(owner) == expected_match_points(owner)
+        assert len(actual_match_points(owner)) == 48
+        assert actual_standings(owner) == expected_standings(owner)
+        assert actual_competitor_stats(owner) == expected_competitor_stats(owner)
+        # ...and every job completed, none failed or dead-lettered
+        statuses = owner.execute(
+            "SELECT job_type, status, count(*) FROM job_history GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+        assert statuses == [("points", "completed", 26), ("refresh", "completed", 4)]
+        assert not [url for url, _ in functions.queues.sent if "DeadLetter" in url]
+
+
+@pytest.mark.parametrize("isolation", ["serializable", "repeatable read"])
+def test_a_batch_reads_the_row_committed_while_it_waited_for_its_lock(
+    postgres_server_url: str, isolation: str
+) -> None:
+    """The points transaction relies on READ COMMITTED: each statement sees what committed
+    before it started, so after waiting for a match's lock it reads the match's latest row.
+    Under a serializable or repeatable-read default the snapshot would predate the wait."""
+    database = create_production_like_database(postgres_server_url, "isolation")
+    try:
+        with psycopg.connect(database.owner_url, autocommit=True) as owner:
+            owner.execute(
+                f"ALTER ROLE {database.role} IN DATABASE {database.name}"
+                f" SET default_transaction_isolation = '{isolation}'"
+            )
+            # Given a completed match whose points lock another transaction holds
+            season = create_season(owner, competitions=1, competitors_per_competition=2)
+            match_id = season.match_ids[0]
+            complete_matches(owner, [match_id], random.Random(1))
+            functions = functions_for(database.role_url)
+            with psycopg.connect(database.owner_url) as blocker:
+                blocker.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('matchstats.points:' || %s, 0))",
+                    (match_id,),
+                )
+                # When a batch for it starts and waits for that lock
+                responses: list[dict[str, Any]] = []
+                batch = threading.Thread(
+                    target=lambda: responses.append(functions.run_points(match_id))
+                )
+                batch.start()
+                _wait_for_lock_waiter(owner)
+                # ...and the application corrects the score meanwhile, then the lock goes
+                correct_score(owner, match_id, 7, 1)
+                blocker.rollback()
+            batch.join(30)
+
+            # Then the batch computed the corrected score, the row current when it read
+            assert responses == [{"batchItemFailures": []}]
+            assert actual_match_points(owner) == expected_match_points(owner)
+            assert {row[5] for row in actual_match_points(owner)} == {7, 1}
+    finally:
+        drop_production_like_database(postgres_server_url, database)
+
+
+def _wait_for_lock_waiter(conn: psycopg.Connection, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        waiting = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()
+        if waiting and waiting[0]:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the batch never waited for the match's lock")
