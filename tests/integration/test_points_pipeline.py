@@ -213,6 +213,43 @@ def test_poison_records_go_to_the_dead_letter_queue_with_a_reason_and_the_rest_c
     }
 
 
+def test_ids_a_node_producer_sends_as_strings_compute_points_and_a_misspelled_one_dead_letters(
+    points_env: Stack, db: psycopg.Connection
+) -> None:
+    # Given matches 42 and 43 completed (match 43 at score version 1)
+    season = create_season(db, competitions=1, competitors_per_competition=8)
+    assert {42, 43} <= set(season.match_ids)
+    versions = complete_matches(db, [42, 43], random.Random(42))
+    # ...and the bodies a Node.js scoring Lambda sends: node-postgres reads bigint columns
+    # as strings, so the ids arrive as decimal strings, and one arrives zero-padded
+    bodies = [
+        '{"matchId": "42"}',
+        f'{{"matchId": 43, "scoreVersion": "{versions[43]}"}}',
+        '{"matchId": "042"}',
+    ]
+    points_env.send("PointsQueue", bodies)
+    messages = receive_batch(points_env, 3)
+
+    # When CalculatePointsFunction processes the batch
+    failed = invoke_batch(points_env, messages)
+
+    # Then nothing is left to retry, and matches 42 and 43 have their points
+    assert failed == set()
+    assert points_env.depth("PointsQueue") == {"visible": 0, "in_flight": 0, "delayed": 0}
+    assert {row[0] for row in actual_match_points(db)} == {42, 43}
+    assert actual_match_points(db) == expected_match_points(db)
+    # ...and "042", which could be read as another number, is in the dead-letter queue
+    # with a reason that names matchId
+    [dead] = points_env.drain_all("PointsDeadLetterQueue")
+    assert dead["Body"] == '{"matchId": "042"}'
+    attributes = dead["MessageAttributes"]
+    assert attributes["matchstats.errorKind"]["StringValue"] == "invalid_message"
+    assert attributes["matchstats.reason"]["StringValue"] == (
+        "matchId: must be a positive integer or its decimal string without sign, spaces or"
+        " leading zeros"
+    )
+
+
 def test_database_unreachable_backs_off_5_then_10_seconds_then_dead_letters(
     points_env: Stack, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,6 +17,8 @@ from pydantic import ValidationError
 
 from matchstats.errors import ConfigurationError
 from matchstats.producer import enqueue_points_calculation, enqueue_points_calculations
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture
@@ -73,3 +79,23 @@ def test_without_a_queue_url_the_error_names_the_variable(monkeypatch: pytest.Mo
     monkeypatch.delenv("POINTS_QUEUE_URL", raising=False)
     with pytest.raises(ConfigurationError, match="POINTS_QUEUE_URL"):
         enqueue_points_calculation(1)
+
+
+def test_the_readme_node_producer_is_valid_javascript(tmp_path: Path) -> None:
+    # Given the README's Node.js producer, and node
+    [snippet] = re.findall(r"```js\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the README's Node.js producer is not checked")
+    module = tmp_path / "producer.mjs"
+    module.write_text(snippet, encoding="utf-8")
+
+    # When node checks it as an ES module, as a Node.js Lambda loads an .mjs handler
+    result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        [node, "--check", str(module)], capture_output=True, text=True, check=False, timeout=60
+    )
+
+    # Then it is valid JavaScript that sends with the AWS SDK v3
+    assert result.returncode == 0, result.stderr
+    assert 'from "@aws-sdk/client-sqs"' in snippet
+    assert "new SendMessageCommand(" in snippet

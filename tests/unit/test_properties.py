@@ -60,12 +60,19 @@ points_messages = st.builds(
     st.integers(1, MAX_MATCH_ID),
     st.none() | st.integers(1, MAX_SCORE_VERSION),
 )
-# Anything but a JSON integer from 1 to 2^63 - 1.
+
+
+def is_canonical_match_id(text: str) -> bool:
+    """The one string spelling of a valid match id: ASCII digits, no leading zero, in range."""
+    return text.isascii() and text.isdigit() and text[0] != "0" and int(text) <= MAX_MATCH_ID
+
+
+# Anything but a JSON integer from 1 to 2^63 - 1, or that integer's canonical decimal string.
 bad_match_ids = (
     st.integers(max_value=0)
     | st.integers(min_value=MAX_MATCH_ID + 1, max_value=2**200)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=12)
+    | st.text(max_size=12).filter(lambda text: not is_canonical_match_id(text))
     | st.booleans()
     | st.none()
     | st.lists(st.integers(1, 100), max_size=3)
@@ -115,7 +122,8 @@ def test_every_valid_points_message_round_trips_whatever_else_the_body_holds(
 def test_a_match_id_that_is_not_a_positive_64_bit_integer_is_rejected_by_name(
     match_id: Any, extra: dict[str, Any], score_version: int | None
 ) -> None:
-    # Given a JSON body whose matchId is not a positive integer that fits a bigint
+    # Given a JSON body whose matchId is not a positive integer that fits a bigint, nor
+    # that integer's canonical decimal string
     fields: dict[str, Any] = {**extra, "matchId": match_id}
     if score_version is not None:
         fields["scoreVersion"] = score_version
@@ -143,6 +151,73 @@ def parse_or_reason(parse: Callable[[str], M], body: str) -> tuple[M | None, str
         return parse(body), None
     except InvalidMessageError as exc:
         return None, str(exc)
+
+
+@PROPERTY_SETTINGS
+@given(message=points_messages, extra=unknown_fields)
+def test_ids_sent_as_decimal_strings_parse_to_the_message_the_numbers_make(
+    message: PointsMessage, extra: dict[str, Any]
+) -> None:
+    # Given a valid message as a Node.js producer writes it: node-postgres reads bigint
+    # columns as strings, so both numbers may arrive as their decimal strings
+    fields: dict[str, Any] = {**extra, "matchId": str(message.match_id)}
+    if message.score_version is not None:
+        fields["scoreVersion"] = str(message.score_version)
+
+    # When it is parsed
+    parsed = parse_points_message(json.dumps(fields))
+
+    # Then it is the message the numbers make, and it is passed on written as numbers
+    assert parsed == message
+    assert parsed.to_body() == message.to_body()
+
+
+def _in_other_digits(zero: str) -> Callable[[str], str]:
+    return lambda digits: digits.translate({ord("0") + d: ord(zero) + d for d in range(10)})
+
+
+# Ways to spell a valid number as a string that a reader could take for another value or
+# for no number at all; the one accepted spelling is the canonical decimal.
+MISSPELLINGS: list[Callable[[str], str]] = [
+    lambda digits: "0" + digits,
+    lambda digits: "00" + digits,
+    lambda digits: "+" + digits,
+    lambda digits: "-" + digits,
+    lambda digits: " " + digits,
+    lambda digits: digits + " ",
+    lambda digits: digits + "\n",
+    lambda digits: "\t" + digits,
+    lambda digits: "\u00a0" + digits,
+    lambda digits: digits + ".0",
+    lambda digits: digits + "e0",
+    lambda digits: "0x" + digits,
+    lambda digits: digits[:1] + "_" + digits[1:] if len(digits) > 1 else digits + "_",
+    _in_other_digits("\u0660"),  # Arabic-Indic
+    _in_other_digits("\u0966"),  # Devanagari
+    _in_other_digits("\uff10"),  # fullwidth
+]
+
+
+@PROPERTY_SETTINGS
+@given(
+    field=st.sampled_from(["matchId", "scoreVersion"]),
+    value=st.integers(1, MAX_SCORE_VERSION),
+    misspell=st.sampled_from(MISSPELLINGS),
+)
+def test_any_other_string_spelling_of_a_valid_id_is_rejected_by_name(
+    field: str, value: int, misspell: Callable[[str], str]
+) -> None:
+    # Given a body whose matchId or scoreVersion is a valid number misspelled as a string
+    text = misspell(str(value))
+    body = json.dumps({"matchId": 1, field: text}, ensure_ascii=False)
+
+    # When it is parsed, Then it is refused as invalid, the reason naming the field
+    message, reason = parse_or_reason(parse_points_message, body)
+    assert message is None, f"{text!r} was accepted as {message!r}"
+    assert reason == (
+        f"{field}: must be a positive integer or its decimal string without sign, spaces or"
+        " leading zeros"
+    )
 
 
 @PROPERTY_SETTINGS

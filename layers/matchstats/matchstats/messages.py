@@ -2,18 +2,57 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from matchstats.errors import InvalidMessageError
 
-# Strict: "42", 42.0 and true are not match ids; a producer sending them has a bug
-# worth hearing about rather than a coercion that hides it.
-MatchId = Annotated[int, Field(strict=True, gt=0, le=2**63 - 1)]
-ScoreVersion = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
+_CANONICAL_DECIMAL = re.compile(r"[1-9][0-9]*")
+# 20 digits exceed both bounds below, so a longer string converts as its first 20 digits
+# (still out of range, the same error) without reaching int()'s 4,300-digit limit.
+_ENOUGH_DIGITS = 20
+
+
+def _positive_decimal_string(value: object) -> object:
+    """A JSON string holding the canonical decimal form of a positive integer ("42") as
+    that integer; any other value unchanged, for the strict integer check to judge.
+
+    node-postgres returns bigint columns as strings, so a Node.js producer sends
+    {"matchId": "42"} unless someone converts it. Only the one spelling a number has is
+    accepted: a sign, spaces, leading zeros, a fraction, an exponent or non-ASCII digits
+    ("042", " 42", "+42", "4.2", "1e3", "٤٢") mean the producer has a bug worth hearing
+    about, not a coercion that hides it. Booleans and floats (true, 42.0) stay refused.
+    """
+    if not isinstance(value, str):
+        return value
+    if _CANONICAL_DECIMAL.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "positive_integer_string",
+            "must be a positive integer or its decimal string without sign, spaces or"
+            " leading zeros",
+        )
+    return int(value[:_ENOUGH_DIGITS])
+
+
+# A JSON integer, or its canonical decimal string; never true, 42.0 or "042".
+MatchId = Annotated[
+    int, Field(strict=True, gt=0, le=2**63 - 1), BeforeValidator(_positive_decimal_string)
+]
+ScoreVersion = Annotated[
+    int, Field(strict=True, ge=1, le=2**31 - 1), BeforeValidator(_positive_decimal_string)
+]
 
 
 class _Message(BaseModel):
