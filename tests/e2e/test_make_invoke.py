@@ -56,6 +56,17 @@ CASES = [
     ),
     Case("RefreshViewsFunction", "refresh-views", NO_FAILURES, (), ("refresh_log", 2)),
     Case("ScheduledRefreshFunction", "scheduled-refresh", {"status": "enqueued"}, ("schedule",)),
+    # What `sam local generate-event cloudwatch scheduled-event` prints, and what
+    # `sam local invoke` sends without an event.
+    Case(
+        "ScheduledRefreshFunction",
+        "scheduled-refresh-sam-generated",
+        {"status": "enqueued"},
+        ("schedule",),
+    ),
+    Case(
+        "ScheduledRefreshFunction", "scheduled-refresh-empty", {"status": "enqueued"}, ("schedule",)
+    ),
     Case("RefreshApiFunction", "refresh-api", {"statusCode": 202}, ("api",)),
 ]
 
@@ -142,7 +153,15 @@ def env_file(stack: Stack, database_url: str, local_sqs: LocalSqs, tmp_path: Pat
     return path
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.function for case in CASES])
+def test_every_sample_event_has_a_case() -> None:
+    # Given the sample events in events/, When comparing them with the cases below,
+    # Then each is run through make invoke
+    assert sorted(path.stem for path in (ROOT / "events").glob("*.json")) == sorted(
+        case.event for case in CASES
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.event for case in CASES])
 def test_make_invoke_runs_the_sample_event_through_the_built_function(
     case: Case, stack: Stack, env_file: Path, db: psycopg.Connection
 ) -> None:

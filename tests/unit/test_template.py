@@ -408,6 +408,20 @@ def test_sam_validate_lint_accepts_the_template(sam_app_dir: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_sam_generated_schedule_event_is_what_sam_cli_prints(sam_app_dir: Path) -> None:
+    # Given the SAM CLI from .venv-sam, and the sample event stored from it
+    sam = _linter("MATCHSTATS_SAM_BIN", "sam")
+    stored = REPO_ROOT / "events" / "scheduled-refresh-sam-generated.json"
+
+    # When SAM CLI generates a scheduled event, as a person trying the function would
+    command = [str(sam), "local", "generate-event", "cloudwatch", "scheduled-event"]
+    result = _run(command, sam_app_dir)
+
+    # Then the stored event is that event, so the tests try what a person sends
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout) == json.loads(stored.read_text(encoding="utf-8"))
+
+
 def test_cfn_lint_accepts_the_template(sam_app_dir: Path) -> None:
     # Given cfn-lint from .venv-sam
     cfn_lint = _linter("MATCHSTATS_CFN_LINT_BIN", "cfn-lint")

@@ -12,7 +12,7 @@ import pytest
 
 from devstack.template import load_template
 from matchstats.config import ApiSettings, RefreshRequestSettings
-from scheduled_refresh.app import SchedulerInput, parse_trigger
+from matchstats.messages import ScheduleEventShape, recognise_schedule_event
 from tests.factories import load_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,12 +91,12 @@ def test_the_schedule_input_is_what_the_handler_accepts(template: dict[str, Any]
         .replace("<aws.scheduler.execution-id>", "d32c5kddcf5bb8c3")
     )
 
-    # When the handler parses it
-    trigger = parse_trigger(json.loads(payload))
+    # When the handler recognises it
+    seen = recognise_schedule_event(json.loads(payload))
 
-    # Then it is recognised as the schedule
-    assert isinstance(trigger, SchedulerInput)
-    assert trigger.execution_id == "d32c5kddcf5bb8c3"
+    # Then it is recognised as the schedule's own Input, its tick named for the log
+    assert seen.event_shape is ScheduleEventShape.SCHEDULER_INPUT
+    assert seen.execution_id == "d32c5kddcf5bb8c3"
 
 
 def test_the_api_routes_every_method_on_the_path_to_the_function(

@@ -1,10 +1,12 @@
-"""The SQS message bodies of SPEC section 3: JSON, camelCase, validated at the edge."""
+"""The SQS message bodies of SPEC section 3: JSON, camelCase, validated at the edge; and
+the events that trigger a scheduled refresh (SPEC section 5), recognised for the log."""
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from functools import cache
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -12,6 +14,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
@@ -130,3 +133,145 @@ def describe_validation_error(exc: ValidationError) -> str:
         field = ".".join(str(part) for part in err["loc"]) or "body"
         problems.append(f"{field}: {err['msg']}")
     return "; ".join(problems)
+
+
+# --- The schedule's events (SPEC section 5) ------------------------------------------
+# ScheduledRefreshFunction asks for a refresh whatever it is sent; these models only
+# decide what its log says about the event.
+
+# Bounds on what an event puts in the log: it may be a person's paste, of any size. A
+# known shape's field beyond them makes the event UNKNOWN.
+_LOGGED_KEYS = 20
+_LOGGED_KEY_CHARS = 64
+_LOGGED_ID_CHARS = 128
+_LOGGED_RESOURCES = 10
+_LOGGED_ARN_CHARS = 2048
+_JSON_TYPES: dict[type, str] = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
+
+
+class ScheduleEventShape(StrEnum):
+    """Which event triggered a scheduled refresh."""
+
+    # template.yaml's EventBridge Scheduler target Input: {"source": "matchstats.schedule"}.
+    SCHEDULER_INPUT = "scheduler-input"
+    # EventBridge's "Scheduled Event": from a schedule rule (aws.events), from EventBridge
+    # Scheduler when a schedule sets no Input (aws.scheduler), or from
+    # `sam local generate-event cloudwatch scheduled-event` (which has no `version`).
+    SCHEDULED_EVENT = "scheduled-event"
+    # {}: `sam local invoke` without an event, or a console test event left empty.
+    EMPTY = "empty"
+    # Anything else a person or another trigger sends: any JSON value.
+    UNKNOWN = "unknown"
+
+
+class _ScheduleEvent(BaseModel):
+    # Built on first use: only the schedule function, not every importer, pays for it.
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        defer_build=True,
+    )
+
+
+class SchedulerInput(_ScheduleEvent):
+    """What template.yaml's EventBridge Scheduler target sends (its `Input`); Scheduler
+    fills in the two context attributes."""
+
+    source: Literal["matchstats.schedule"]
+    scheduled_time: AwareDatetime | None = None
+    execution_id: str | None = Field(default=None, max_length=_LOGGED_ID_CHARS)
+
+
+class ScheduledEvent(_ScheduleEvent):
+    """EventBridge's "Scheduled Event". Only `source` and `detail-type` identify it; the
+    other fields are optional because hand-made copies leave some out."""
+
+    source: Literal["aws.events", "aws.scheduler"]
+    detail_type: Literal["Scheduled Event"] = Field(alias="detail-type")
+    id: str | None = Field(default=None, max_length=_LOGGED_ID_CHARS)
+    time: AwareDatetime | None = None
+    # The ARN of the rule or schedule that fired.
+    resources: tuple[Annotated[str, Field(max_length=_LOGGED_ARN_CHARS)], ...] = Field(
+        default=(), max_length=_LOGGED_RESOURCES
+    )
+
+
+@cache
+def _schedule_event_adapter() -> TypeAdapter[SchedulerInput | ScheduledEvent]:
+    """Told apart by `source`; an event that fits neither is UNKNOWN, never an error."""
+    return TypeAdapter(Annotated[SchedulerInput | ScheduledEvent, Field(discriminator="source")])
+
+
+class ScheduleEventSeen(BaseModel):
+    """What the log says about the event of a scheduled refresh: its shape and the fields
+    that tell one tick (and one retry of it) from another. Of an UNKNOWN event only its
+    JSON type and, for an object, its top-level keys (the first 20, sorted, each cut at 64
+    characters) and their count: never a value, since a person may have pasted a secret."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, defer_build=True
+    )
+
+    event_shape: ScheduleEventShape
+    event_source: str | None = None
+    scheduled_time: AwareDatetime | None = None
+    execution_id: str | None = None
+    event_id: str | None = None
+    resources: tuple[str, ...] | None = None
+    event_type: str | None = None
+    event_keys: tuple[str, ...] | None = None
+    event_key_count: int | None = None
+
+    def log_fields(self) -> dict[str, object]:
+        """camelCase keys, times in ISO 8601, absent fields left out."""
+        fields: dict[str, object] = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return fields
+
+
+def recognise_schedule_event(event: object) -> ScheduleEventSeen:
+    """The shape of any JSON value a Lambda invocation can carry (an object, an array, a
+    string, a number, true/false or null). Never raises."""
+    if isinstance(event, dict) and not event:
+        return ScheduleEventSeen(event_shape=ScheduleEventShape.EMPTY)
+    try:
+        known = _schedule_event_adapter().validate_python(event)
+    except ValidationError:
+        return _unknown_schedule_event(event)
+    if isinstance(known, SchedulerInput):
+        return ScheduleEventSeen(
+            event_shape=ScheduleEventShape.SCHEDULER_INPUT,
+            event_source=known.source,
+            scheduled_time=known.scheduled_time,
+            execution_id=known.execution_id,
+        )
+    return ScheduleEventSeen(
+        event_shape=ScheduleEventShape.SCHEDULED_EVENT,
+        event_source=known.source,
+        scheduled_time=known.time,
+        event_id=known.id,
+        resources=known.resources or None,
+    )
+
+
+def _unknown_schedule_event(event: object) -> ScheduleEventSeen:
+    if isinstance(event, dict):
+        keys = sorted(str(key)[:_LOGGED_KEY_CHARS] for key in event)
+        return ScheduleEventSeen(
+            event_shape=ScheduleEventShape.UNKNOWN,
+            event_type="object",
+            event_keys=tuple(keys[:_LOGGED_KEYS]),
+            event_key_count=len(keys),
+        )
+    return ScheduleEventSeen(
+        event_shape=ScheduleEventShape.UNKNOWN,
+        event_type=_JSON_TYPES.get(type(event), type(event).__name__),
+    )
