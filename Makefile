@@ -12,6 +12,10 @@ SAM_STAMP := $(SAM_VENV)/.installed
 RUNTIME       := $(shell sed -n 's/^ *Runtime: *\(python[0-9.]*\).*/\1/p' template.yaml | head -n 1)
 RUNTIME_VENV  := .venv-runtime
 RUNTIME_STAMP := $(RUNTIME_VENV)/.installed-$(RUNTIME)
+# The infrastructure scanner that tests/unit/test_template_scanner.py runs over template.yaml.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV    := .venv-checkov
+CHECKOV_STAMP   := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 PYTEST_ARGS ?=
 
 .PHONY: help
@@ -36,6 +40,17 @@ $(SAM_STAMP):
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli cfn-lint
 	@touch $@
 
+# checkov gets a virtualenv of its own rather than a place in .venv-sam: it pins boto3
+# exactly (3.3.30: boto3==1.35.49) and so does aws-sam-cli (1.170: boto3==1.43.108), so in
+# one virtualenv pip would hold aws-sam-cli and cfn-lint back to releases that agree with
+# checkov's boto3. The stamp names the version, so a new pin rebuilds the venv.
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV)
+	@py=$$(scripts/find-python) && "$$py" -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"
+	@touch $@
+
 # Exactly the runtime's Python, holding only the Lambda runtime interface client: the
 # function's own dependencies come from the built layer, as in Lambda. `sam build` also
 # finds its python3.13 here. The stamp names the runtime, so a new one rebuilds the venv.
@@ -46,14 +61,16 @@ $(RUNTIME_STAMP):
 	$(RUNTIME_VENV)/bin/pip install --quiet "awslambdaric>=3"
 	@touch $@
 
-.PHONY: venv sam-venv runtime-venv
+.PHONY: venv sam-venv checkov-venv runtime-venv
 venv: $(STAMP)
 sam-venv: $(SAM_STAMP)
+checkov-venv: $(CHECKOV_STAMP)
 runtime-venv: $(RUNTIME_STAMP)
 
 .PHONY: test
-test: $(STAMP) $(SAM_STAMP) $(RUNTIME_STAMP)
+test: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) $(RUNTIME_STAMP)
 	SAM_CLI_TELEMETRY=0 MATCHSTATS_SAM_BIN=$(abspath $(SAM)) MATCHSTATS_CFN_LINT_BIN=$(abspath $(SAM_VENV)/bin/cfn-lint) \
+		MATCHSTATS_CHECKOV_BIN=$(abspath $(CHECKOV_VENV)/bin/checkov) \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 # sam build, then the function under the Lambda Runtime Interface Emulator, no Docker.
@@ -89,4 +106,4 @@ dev: $(STAMP)
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
