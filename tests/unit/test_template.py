@@ -28,6 +28,12 @@ QUEUES_AND_DEAD_LETTER_QUEUES = [
     ("PointsQueue", "PointsDeadLetterQueue"),
     ("RefreshQueue", "RefreshDeadLetterQueue"),
 ]
+# EventBridge Scheduler's dead-letter queue: it has no source queue, the schedule and the
+# function's asynchronous invocations dead-letter into it.
+SCHEDULE_DEAD_LETTER_QUEUE = "ScheduleDeadLetterQueue"
+DEAD_LETTER_QUEUES = [dlq for _, dlq in QUEUES_AND_DEAD_LETTER_QUEUES] + [
+    SCHEDULE_DEAD_LETTER_QUEUE
+]
 FOURTEEN_DAYS = 14 * 24 * 60 * 60
 # Variables only a local run sets: in AWS the database comes from DB_SECRET_ARN and
 # boto3 talks to the real endpoints.
@@ -127,14 +133,15 @@ def test_layer_ships_the_shared_package_to_every_function(template: dict[str, An
         assert {"Ref": "MatchstatsLayer"} in (layers or []), function_id
 
 
-def test_the_four_queues_exist_encrypted(template: dict[str, Any]) -> None:
+def test_the_five_queues_exist_encrypted(template: dict[str, Any]) -> None:
     # Given the template
     # When listing its queues
     queues = resources_of_type(template, "AWS::SQS::Queue")
 
-    # Then they are exactly the contract's four, each with SQS-managed encryption
+    # Then they are the contract's four and the schedule's dead-letter queue, each with
+    # SQS-managed encryption
     expected = {queue for pair in QUEUES_AND_DEAD_LETTER_QUEUES for queue in pair}
-    assert set(queues) == expected
+    assert set(queues) == expected | {SCHEDULE_DEAD_LETTER_QUEUE}
     for queue_id, queue in queues.items():
         assert queue["Properties"].get("SqsManagedSseEnabled") is True, queue_id
 
@@ -172,6 +179,62 @@ def test_dead_letter_queues_keep_messages_14_days(
     # message keeps its original enqueue time)
     assert retention == FOURTEEN_DAYS
     assert source["MessageRetentionPeriod"] < retention
+
+
+@pytest.mark.parametrize("dead_letter_queue_id", DEAD_LETTER_QUEUES)
+def test_every_dead_letter_queue_raises_an_alarm_when_it_holds_anything(
+    template: dict[str, Any], dead_letter_queue_id: str
+) -> None:
+    # Given the template's alarms
+    alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
+
+    # When finding the ones that watch the dead-letter queue
+    watching = [
+        alarm["Properties"]
+        for alarm in alarms.values()
+        if {"Name": "QueueName", "Value": {"Fn::GetAtt": [dead_letter_queue_id, "QueueName"]}}
+        in alarm["Properties"].get("Dimensions", [])
+    ]
+
+    # Then one alarm fires within a minute of a single visible message
+    assert len(watching) == 1, watching
+    [alarm] = watching
+    assert (alarm["Namespace"], alarm["MetricName"]) == (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+    )
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert (alarm["Period"], alarm["EvaluationPeriods"]) == (60, 1)
+
+
+def test_every_function_logs_to_a_declared_group_kept_30_days_by_default(
+    template: dict[str, Any],
+) -> None:
+    # Given every function and the log groups the template declares
+    log_groups = resources_of_type(template, "AWS::Logs::LogGroup")
+    parameter = template["Parameters"]["LogRetentionDays"]
+
+    # When following each function's LoggingConfig to its group
+    targets = {
+        function_id: function["Properties"].get("LoggingConfig", {}).get("LogGroup")
+        for function_id, function in _functions(template).items()
+    }
+
+    # Then each function has a group of its own, named after it under /aws/lambda/, and
+    # every group in the template keeps its logs LogRetentionDays, 30 unless told otherwise
+    assert len(set(map(str, targets.values()))) == len(targets), targets
+    for function_id, target in targets.items():
+        assert isinstance(target, dict), function_id
+        assert set(target) == {"Ref"}, function_id
+        group = log_groups[target["Ref"]]["Properties"]
+        assert group["LogGroupName"] == {
+            "Fn::Sub": f"/aws/lambda/${{AWS::StackName}}-{function_id}"
+        }
+    for group_id, group in log_groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, group_id
+    assert parameter["Type"] == "Number"
+    assert parameter["Default"] == 30
+    assert 30 in parameter["AllowedValues"]
 
 
 def test_visibility_timeout_is_at_least_six_function_timeouts(template: dict[str, Any]) -> None:

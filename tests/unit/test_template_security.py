@@ -8,6 +8,14 @@
 - The database credentials come only from Secrets Manager: DB_SECRET_ARN from the
   DbSecretArn parameter, no DATABASE_URL or password variable, and GetSecretValue
   scoped to that one ARN.
+- Each role reaches only its own queues (and Scheduler's role only its one function): the
+  table ROLE_QUEUE_ACCESS below is the whole of what may be granted on SQS and Lambda.
+- Nothing a caller sends is logged: API access logs name only the listed $context
+  variables (no header, so never Authorization; no authorizer value but its error), and
+  execution logging is OFF or ERROR, never INFO nor full request data.
+
+checkov (tests/unit/test_template_scanner.py) cannot know any of these: they depend on
+which queue, secret or variable is whose.
 
 Each rule is a function returning the problems it finds, so the same rule is shown both
 to pass on the real template and to catch a violation planted in a copy of it.
@@ -53,6 +61,52 @@ DATABASE_CREDENTIAL_VARIABLES = {
 }
 # Functions that use the database, and so may read its secret.
 DATABASE_FUNCTIONS = {"CalculatePointsFunction", "RefreshViewsFunction"}
+_CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+_CONSUME_WITH_BACKOFF = (*_CONSUME, "sqs:ChangeMessageVisibility")
+# Role -> every (action, resource logical id) it may hold on SQS queues and functions.
+ROLE_QUEUE_ACCESS: dict[str, set[tuple[str, str]]] = {
+    "CalculatePointsRole": {
+        *((action, "PointsQueue") for action in _CONSUME_WITH_BACKOFF),
+        ("sqs:SendMessage", "PointsDeadLetterQueue"),
+        ("sqs:SendMessage", "RefreshQueue"),
+    },
+    "RefreshViewsRole": {
+        *((action, "RefreshQueue") for action in _CONSUME_WITH_BACKOFF),
+        ("sqs:SendMessage", "RefreshDeadLetterQueue"),
+    },
+    "ScheduledRefreshRole": {
+        ("sqs:SendMessage", "RefreshQueue"),
+        ("sqs:SendMessage", "ScheduleDeadLetterQueue"),
+    },
+    "RefreshApiRole": {("sqs:SendMessage", "RefreshQueue")},
+    "RefreshScheduleRole": {
+        ("lambda:InvokeFunction", "ScheduledRefreshFunction"),
+        ("sqs:SendMessage", "ScheduleDeadLetterQueue"),
+    },
+}
+# The only API Gateway variables an access log may name: none carries a header, a body,
+# a credential or a value an authorizer returned.
+ACCESS_LOG_VARIABLES = {
+    "$context.requestId",
+    "$context.extendedRequestId",
+    "$context.identity.sourceIp",
+    "$context.requestTime",
+    "$context.requestTimeEpoch",
+    "$context.httpMethod",
+    "$context.resourcePath",
+    "$context.protocol",
+    "$context.status",
+    "$context.responseLength",
+    "$context.responseLatency",
+    "$context.integrationLatency",
+    "$context.integration.status",
+    "$context.error.responseType",
+    "$context.error.messageString",
+    "$context.authorizer.error",
+    "$context.xrayTraceId",
+}
+LOG_VARIABLE = re.compile(r"\$[A-Za-z_][\w.]*")
+EXECUTION_LOG_LEVELS = {"OFF", "ERROR"}
 
 
 @pytest.fixture(scope="module")
@@ -227,11 +281,62 @@ def database_credentials_outside_secrets_manager(template: Template) -> list[str
     return problems
 
 
+def queue_access_beyond_its_own(template: Template) -> list[str]:
+    problems = []
+    resources = template.get("Resources", {})
+    for role_id, role in resources_of_type(template, "AWS::IAM::Role").items():
+        allowed = ROLE_QUEUE_ACCESS.get(role_id, set())
+        for where, statement in iam_statements(role, role_id):
+            actions = [
+                a
+                for a in as_list(statement.get("Action", []))
+                if str(a).startswith(("sqs:", "lambda:"))
+            ]
+            for action in actions:
+                for resource in as_list(statement.get("Resource", [])):
+                    target = (
+                        resource.get("Fn::GetAtt", [None])[0]
+                        if isinstance(resource, dict)
+                        else None
+                    )
+                    if target not in resources:
+                        problems.append(
+                            f"{where}: {action} on {resource!r}, not a resource of this stack"
+                        )
+                    elif (action, target) not in allowed:
+                        problems.append(f"{where}: {action} on {target} is not {role_id}'s to have")
+    return problems
+
+
+def callers_data_in_the_logs(template: Template) -> list[str]:
+    problems = []
+    for api_id, api in resources_of_type(template, "AWS::Serverless::Api").items():
+        properties = api.get("Properties", {})
+        log_format = str(properties.get("AccessLogSetting", {}).get("Format", ""))
+        if not log_format:
+            problems.append(f"{api_id}: no access log format")
+        for variable in sorted(set(LOG_VARIABLE.findall(log_format)) - ACCESS_LOG_VARIABLES):
+            problems.append(f"{api_id}: access log names {variable}")
+        if re.search(r"header|authorization", log_format, re.IGNORECASE):
+            problems.append(f"{api_id}: access log names a header")
+        for settings in properties.get("MethodSettings", []):
+            level = settings.get("LoggingLevel")
+            if level not in EXECUTION_LOG_LEVELS:
+                problems.append(f"{api_id}: execution logging at {level!r}, not OFF or ERROR")
+            if settings.get("DataTraceEnabled") is not False:
+                problems.append(f"{api_id}: full request logging is not switched off")
+    if not resources_of_type(template, "AWS::Serverless::Api"):
+        problems.append("no API found")
+    return problems
+
+
 RULES: dict[str, Rule] = {
     "wildcard permissions": wildcard_permissions,
     "unencrypted queues": unencrypted_queues,
     "cron secret in plain sight": cron_secret_in_plain_sight,
     "database credentials outside Secrets Manager": database_credentials_outside_secrets_manager,
+    "queue access beyond its own": queue_access_beyond_its_own,
+    "caller's data in the logs": callers_data_in_the_logs,
 }
 
 
@@ -254,9 +359,10 @@ def test_the_checks_see_what_they_check(template: Template) -> None:
     queues = resources_of_type(template, "AWS::SQS::Queue")
     variables = {name for f in functions(template) for name in environment(template, f)}
 
-    # Then they have something to inspect: roles, four queues, the secret variables
+    # Then they have something to inspect: roles, five queues, the secret variables
     assert len(statements) >= 8
-    assert len(queues) == 4
+    assert len(queues) == 5
+    assert set(ROLE_QUEUE_ACCESS) == set(resources_of_type(template, "AWS::IAM::Role"))
     assert {"DB_SECRET_ARN", "CRON_SECRET_ARN", "CRON_SECRET"} <= variables
 
 
@@ -358,6 +464,42 @@ def _plant_secret_read_for_the_api(template: Template) -> None:
     )
 
 
+def _plant_grant(role_id: str, action: str, resource_id: str) -> Callable[[Template], None]:
+    def plant(template: Template) -> None:
+        role = template["Resources"][role_id]["Properties"]
+        role["Policies"][0]["PolicyDocument"]["Statement"].append(
+            {"Effect": "Allow", "Action": action, "Resource": {"Fn::GetAtt": [resource_id, "Arn"]}}
+        )
+
+    return plant
+
+
+def _plant_queue_by_name(template: Template) -> None:
+    statement = _points_role_statements(template)[1]
+    statement["Resource"] = {"Fn::Sub": "arn:aws:sqs:${AWS::Region}:${AWS::AccountId}:*"}
+
+
+def _access_log(template: Template) -> dict[str, Any]:
+    setting: dict[str, Any] = template["Resources"]["RefreshApi"]["Properties"]["AccessLogSetting"]
+    return setting
+
+
+def _plant_log_variable(variable: str) -> Callable[[Template], None]:
+    def plant(template: Template) -> None:
+        _access_log(template)["Format"] = _access_log(template)["Format"].replace(
+            '"$context.requestId"', f'"$context.requestId", "extra":"{variable}"'
+        )
+
+    return plant
+
+
+def _plant_method_setting(key: str, value: Any) -> Callable[[Template], None]:
+    def plant(template: Template) -> None:
+        template["Resources"]["RefreshApi"]["Properties"]["MethodSettings"][0][key] = value
+
+    return plant
+
+
 VIOLATIONS = [
     ("wildcard permissions", "star", _plant_action("*")),
     ("wildcard permissions", "service star", _plant_action("sqs:*")),
@@ -379,6 +521,40 @@ VIOLATIONS = [
         "database credentials outside Secrets Manager",
         "API reads DB",
         _plant_secret_read_for_the_api,
+    ),
+    (
+        "queue access beyond its own",
+        "API sends points",
+        _plant_grant("RefreshApiRole", "sqs:SendMessage", "PointsQueue"),
+    ),
+    (
+        "queue access beyond its own",
+        "refresh consumes points",
+        _plant_grant("RefreshViewsRole", "sqs:ReceiveMessage", "PointsQueue"),
+    ),
+    (
+        "queue access beyond its own",
+        "scheduler invokes another function",
+        _plant_grant("RefreshScheduleRole", "lambda:InvokeFunction", "RefreshViewsFunction"),
+    ),
+    ("queue access beyond its own", "every queue by ARN pattern", _plant_queue_by_name),
+    (
+        "caller's data in the logs",
+        "authorizer value",
+        _plant_log_variable("$context.authorizer.principalId"),
+    ),
+    ("caller's data in the logs", "user agent", _plant_log_variable("$context.identity.userAgent")),
+    (
+        "caller's data in the logs",
+        "header by name",
+        _plant_log_variable("$method.request.header.Authorization"),
+    ),
+    ("caller's data in the logs", "INFO logging", _plant_method_setting("LoggingLevel", "INFO")),
+    ("caller's data in the logs", "data trace", _plant_method_setting("DataTraceEnabled", True)),
+    (
+        "caller's data in the logs",
+        "unquoted OFF read as false",
+        _plant_method_setting("LoggingLevel", False),
     ),
 ]
 

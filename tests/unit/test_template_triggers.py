@@ -1,9 +1,11 @@
-"""template.yaml's refresh triggers (SPEC sections 5 to 7): the schedule, the API, the cron
-secret, and roles that may send to RefreshQueue and read the cron secret, nothing more."""
+"""template.yaml's refresh triggers (SPEC sections 5 to 7): the schedule and its own retry
+path, the API and its access log, the cron secret, and roles that may send to RefreshQueue,
+read the cron secret and dead-letter a tick, nothing more."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,17 @@ from tests.factories import load_event
 ROOT = Path(__file__).resolve().parents[2]
 TRIGGERS = ("ScheduledRefreshFunction", "RefreshApiFunction")
 API_GATEWAY_TIMEOUT_S = 29
+FOURTEEN_DAYS = 14 * 24 * 60 * 60
+# What an operator reads in the API's access log, one JSON object per request.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "status": "$context.status",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "authorizerError": "$context.authorizer.error",
+}
+CONTEXT_VARIABLE = re.compile(r"\$context\.[A-Za-z.]+")
 
 
 @pytest.fixture(scope="module")
@@ -177,13 +190,111 @@ def test_the_deployed_environment_satisfies_the_settings(
     assert _own_variables(template, function_id)["REFRESH_QUEUE_URL"] == {"Ref": "RefreshQueue"}
 
 
-def test_the_schedule_role_may_only_send_to_the_refresh_queue(template: dict[str, Any]) -> None:
+def test_the_schedule_role_may_only_send_to_the_refresh_queue_and_its_dlq(
+    template: dict[str, Any],
+) -> None:
     # Given ScheduledRefreshFunction's role
     # When listing what it grants
     grants = _grants(template, "ScheduledRefreshFunction")
 
-    # Then it is one action on one queue: no secret, no database, no other queue
-    assert grants == {"sqs:SendMessage": [{"Fn::GetAtt": ["RefreshQueue", "Arn"]}]}
+    # Then it is one action: requesting a refresh, and dead-letting a failed tick (Lambda
+    # sends a failed asynchronous invocation with the function's role); no secret, no
+    # database, no other queue
+    assert grants == {
+        "sqs:SendMessage": [
+            {"Fn::GetAtt": ["RefreshQueue", "Arn"]},
+            {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]},
+        ]
+    }
+
+
+def test_a_tick_that_cannot_be_served_is_kept_in_the_schedules_dead_letter_queue(
+    template: dict[str, Any],
+) -> None:
+    # Given the schedule, its function and the schedule's dead-letter queue
+    function = _properties(template, "ScheduledRefreshFunction")
+    [event] = function["Events"].values()
+    queue = _properties(template, "ScheduleDeadLetterQueue")
+    dead_letter_arn = {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}
+
+    # When reading where a failed tick goes
+    schedule = event["Properties"]
+
+    # Then Scheduler retries a tick it cannot deliver, then dead-letters it; Lambda
+    # dead-letters a delivered tick whose invocation failed; the queue is encrypted and
+    # keeps them 14 days
+    assert schedule["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    assert schedule["DeadLetterConfig"] == {"Arn": dead_letter_arn}
+    assert function["DeadLetterQueue"] == {"Type": "SQS", "TargetArn": dead_letter_arn}
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == FOURTEEN_DAYS
+    assert template["Outputs"]["ScheduleDeadLetterQueueUrl"]["Value"] == {
+        "Ref": "ScheduleDeadLetterQueue"
+    }
+
+
+def test_scheduler_may_only_invoke_the_function_and_dead_letter_its_ticks(
+    template: dict[str, Any],
+) -> None:
+    # Given the role the schedule delivers its ticks with
+    [event] = _properties(template, "ScheduledRefreshFunction")["Events"].values()
+    role_id = event["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    role = _properties(template, role_id)
+
+    # When listing who may assume it and what it grants
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    grants: dict[str, list[Any]] = {}
+    for statement in _statements(role["Policies"]):
+        assert statement["Effect"] == "Allow"
+        grants.setdefault(statement["Action"], []).append(statement["Resource"])
+
+    # Then only Scheduler, acting for this account, may assume it, to invoke the one
+    # function and send to the schedule's dead-letter queue
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    assert grants == {
+        "lambda:InvokeFunction": [{"Fn::GetAtt": ["ScheduledRefreshFunction", "Arn"]}],
+        "sqs:SendMessage": [{"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}],
+    }
+
+
+def test_the_api_writes_a_json_access_log_to_a_group_of_its_own(
+    template: dict[str, Any],
+) -> None:
+    # Given the API's access log setting
+    setting = _properties(template, "RefreshApi")["AccessLogSetting"]
+    group_id = setting["DestinationArn"]["Fn::GetAtt"][0]
+
+    # When API Gateway fills in its variables (messageString arrives already quoted)
+    def sample(match: re.Match[str]) -> str:
+        return '"sample"' if match.group(0).endswith("messageString") else "sample"
+
+    line = json.loads(CONTEXT_VARIABLE.sub(sample, setting["Format"]))
+
+    # Then each request is one JSON object carrying who called, the outcome and the
+    # latencies, in a log group kept LogRetentionDays
+    assert setting["DestinationArn"] == {"Fn::GetAtt": [group_id, "Arn"]}
+    assert _properties(template, group_id)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert "\n" not in setting["Format"]
+    fields = json.loads(setting["Format"].replace("$context.error.messageString", '""'))
+    for field, variable in ACCESS_LOG_FIELDS.items():
+        assert fields[field] == variable, field
+    assert set(line) >= set(ACCESS_LOG_FIELDS)
+
+
+def test_the_api_function_has_a_small_reserved_concurrency(template: dict[str, Any]) -> None:
+    # Given RefreshApiFunction and the parameter behind its concurrency
+    function = _properties(template, "RefreshApiFunction")
+    parameter = template["Parameters"]["RefreshApiReservedConcurrency"]
+
+    # When reading its reservation
+    reserved = function["ReservedConcurrentExecutions"]
+
+    # Then a small, bounded number of executions is reserved for it, which also caps it
+    assert reserved == {"Ref": "RefreshApiReservedConcurrency"}
+    assert parameter["Type"] == "Number"
+    assert 1 <= parameter["MinValue"] <= parameter["Default"] <= 5
+    assert parameter["MaxValue"] <= 20
 
 
 def test_the_api_role_may_only_send_to_the_refresh_queue_and_read_the_cron_secret(
