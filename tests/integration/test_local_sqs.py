@@ -25,7 +25,13 @@ from devstack.template import TEMPLATE_PATH
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-BUNDLE_QUEUES = {"PointsQueue", "PointsDeadLetterQueue", "RefreshQueue", "RefreshDeadLetterQueue"}
+BUNDLE_QUEUES = {
+    "PointsQueue",
+    "PointsDeadLetterQueue",
+    "RefreshQueue",
+    "RefreshDeadLetterQueue",
+    "ScheduleDeadLetterQueue",
+}
 
 
 def redrive_policy(client: SQSClient, url: str) -> dict[str, object]:
@@ -39,7 +45,7 @@ def test_template_queues_become_specs_named_by_logical_id() -> None:
     # When its queues are read
     specs = {spec.name: spec for spec in queue_specs_from_template(TEMPLATE_PATH)}
 
-    # Then there are the four queues, each source redriving to its own DLQ after 3 receives
+    # Then there are the five queues, each source redriving to its own DLQ after 3 receives
     assert set(specs) == BUNDLE_QUEUES
     assert specs["PointsQueue"].dead_letter_queue == "PointsDeadLetterQueue"
     assert specs["RefreshQueue"].dead_letter_queue == "RefreshDeadLetterQueue"
@@ -47,6 +53,8 @@ def test_template_queues_become_specs_named_by_logical_id() -> None:
     assert specs["RefreshQueue"].max_receive_count == 3
     assert specs["PointsDeadLetterQueue"].dead_letter_queue is None
     assert specs["PointsDeadLetterQueue"].message_retention == 14 * 24 * 3600
+    assert specs["ScheduleDeadLetterQueue"].dead_letter_queue is None
+    assert specs["ScheduleDeadLetterQueue"].message_retention == 14 * 24 * 3600
 
 
 def test_template_values_resolve_parameter_defaults_and_long_forms(tmp_path: Path) -> None:
