@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from devstack.lambda_context import LOCAL_REGION, LambdaContext
 from devstack.sqs import QueueCounts, queue_counts
 from devstack.sqs import queue_arn as lookup_queue_arn
+from matchstats.queues import pack_requests
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -42,7 +43,6 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 # SQS hands out at most 10 messages per ReceiveMessage call.
 _SQS_MAX_MESSAGES_PER_RECEIVE = 10
-_SQS_MAX_ENTRIES_PER_BATCH_CALL = 10
 # After a failed poll (server gone, queue deleted) a worker waits this long before polling
 # again, so a broken endpoint does not turn into a busy loop.
 _POLL_ERROR_BACKOFF_S = 1.0
@@ -340,8 +340,7 @@ class EventSourceMapping:
 
     def _delete(self, messages: list[MessageTypeDef]) -> int:
         deleted = 0
-        for start in range(0, len(messages), _SQS_MAX_ENTRIES_PER_BATCH_CALL):
-            chunk = messages[start : start + _SQS_MAX_ENTRIES_PER_BATCH_CALL]
+        for chunk in pack_requests(messages):
             try:
                 response = self._sqs.delete_message_batch(
                     QueueUrl=self.queue_url,

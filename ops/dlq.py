@@ -8,7 +8,8 @@ the times an operator looked at it; `matchstats.receiveCount`, set when a consum
 dead-lettered it, keeps the number of deliveries on the source queue.
 
 Moving (redrive) is at-least-once: a message is deleted from the dead-letter queue only
-after SendMessageBatch confirmed its copy on the source queue, chunk by chunk of 10. An
+after SendMessageBatch confirmed its copy on the source queue, chunk by chunk of up to 10
+(sent in as many requests as SQS's 1 MiB a request takes, attributes counted). An
 interruption between the send and the delete leaves a copy in both queues, and the next
 redrive sends it once more. The consumers tolerate that: points are recomputed from the
 match's current row (idempotent), and refresh requests coalesce.
@@ -24,12 +25,16 @@ from enum import StrEnum
 from typing import Any
 
 from matchstats.errors import QueueUnavailableError
-from matchstats.queues import ERROR_KIND_ATTRIBUTE, REASON_ATTRIBUTE
+from matchstats.queues import (
+    ERROR_KIND_ATTRIBUTE,
+    REASON_ATTRIBUTE,
+    SOURCE_RECEIVE_COUNT_ATTRIBUTE,
+    message_size,
+    pack_requests,
+)
 from ops.aws import queue_label
 from ops.sqs import MoveTask, MoveTaskUnsupportedError, OpsQueues, OutgoingCopy, QueueMessage
 
-# Set by matchstats.consumer.dead_letter beside the reason.
-SOURCE_RECEIVE_COUNT_ATTRIBUTE = "matchstats.receiveCount"
 # Our attributes describe one dead-lettering; they are not sent back with the message.
 OWN_ATTRIBUTE_PREFIX = "matchstats."
 # How long a message read by `show` or being moved by a redrive stays hidden if the
@@ -87,7 +92,7 @@ def show(queues: OpsQueues, dead_letter_url: str, *, limit: int) -> ShowResult:
 class RedriveMethod(StrEnum):
     AUTO = "auto"  # a move task where the endpoint runs one, else copy
     MOVE_TASK = "move-task"  # SQS StartMessageMoveTask: SQS moves them, server side
-    COPY = "copy"  # receive, SendMessageBatch, DeleteMessageBatch, 10 at a time
+    COPY = "copy"  # receive, SendMessageBatch, DeleteMessageBatch, up to 10 at a time
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,8 @@ class _CopyRun:
         # The chunk in hand: received, and of those, confirmed on the source queue.
         self._received: list[QueueMessage] = []
         self._confirmed: list[QueueMessage] = []
-        self._sending = False
+        # The messages of the SendMessageBatch request under way: sent or not, unknown.
+        self._in_flight: list[QueueMessage] = []
 
     def run(self, limit: int | None) -> RedriveResult:
         available = self._queues.depth(self._dlq).visible
@@ -235,22 +241,33 @@ class _CopyRun:
         )
 
     def _move_chunk(self) -> None:
+        """Sends the received messages' copies in as many SendMessageBatch requests as
+        SQS's limits take (pack_requests), then deletes the confirmed ones."""
         by_entry = {str(index): message for index, message in enumerate(self._received)}
         copies = [
             OutgoingCopy(entry_id, message.body, _forwarded_attributes(message))
             for entry_id, message in by_entry.items()
         ]
-        self._sending = True
-        sent, failed = self._queues.send_batch(self._source, copies)
-        self._sending = False
-        self._confirmed = [by_entry[entry_id] for entry_id in sorted(sent, key=int)]
-        not_deleted = self._queues.delete_batch(self._dlq, self._confirmed)
-        self.moved += len(self._confirmed) - len(not_deleted)
-        self.left_behind += len(not_deleted)
-        self._confirmed = []
+        failed: dict[str, str] = {}
+        try:
+            for request in pack_requests(copies, lambda c: message_size(c.body, c.attributes)):
+                self._in_flight = [by_entry[copy.entry_id] for copy in request]
+                sent, refused = self._queues.send_batch(self._source, request)
+                self._in_flight = []
+                self._confirmed += [by_entry[entry_id] for entry_id in sorted(sent, key=int)]
+                failed.update(refused)
+        except QueueUnavailableError:
+            # Copies confirmed by earlier requests are safe on the source: delete them;
+            # the rest, the failed request's possibly sent, are released by run().
+            confirmed_ids = {message.message_id for message in self._confirmed}
+            self._received = [m for m in self._received if m.message_id not in confirmed_ids]
+            self._in_flight = []
+            self._delete_confirmed()
+            raise
+        self._delete_confirmed()
         if failed:
-            refused = [by_entry[entry_id] for entry_id in failed]
-            self._queues.release(self._dlq, refused)
+            refused_messages = [by_entry[entry_id] for entry_id in failed]
+            self._queues.release(self._dlq, refused_messages)
             self._received = []
             first = next(iter(failed.values()))
             raise QueueUnavailableError(
@@ -259,18 +276,22 @@ class _CopyRun:
             )
         self._received = []
 
+    def _delete_confirmed(self) -> None:
+        not_deleted = self._queues.delete_batch(self._dlq, self._confirmed)
+        self.moved += len(self._confirmed) - len(not_deleted)
+        self.left_behind += len(not_deleted)
+        self._confirmed = []
+
     def _interrupted(self, total: int) -> RedriveInterruptedError:
         """Settles the chunk in hand: confirmed copies are deleted from the dead-letter
         queue (they are safe on the source), the rest made visible there again. Copies
         whose send was under way when interrupted may exist on the source as well."""
         confirmed_ids = {message.message_id for message in self._confirmed}
         if self._confirmed:
-            not_deleted = self._queues.delete_batch(self._dlq, self._confirmed)
-            self.moved += len(self._confirmed) - len(not_deleted)
-            self.left_behind += len(not_deleted)
+            self._delete_confirmed()
         unsettled = [m for m in self._received if m.message_id not in confirmed_ids]
         self._queues.release(self._dlq, unsettled)
-        maybe_duplicated = len(unsettled) if self._sending else 0
+        maybe_duplicated = len(self._in_flight)
         maybe_duplicated += self.left_behind
         text = (
             f"moved {self.moved} of {total} messages from {queue_label(self._dlq)} to"

@@ -4,13 +4,14 @@ except that an endpoint without message move tasks raises MoveTaskUnsupportedErr
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from matchstats.queues import SQS_BATCH_LIMIT, pack_requests
 from ops.aws import describe, queue_error, queue_label
 
 if TYPE_CHECKING:
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
 else:
     SQSClient = Any
 
-SQS_BATCH_LIMIT = 10
 # Error codes with which an endpoint says it cannot run a message move task for us: an
 # emulator without the operation, or credentials without sqs:StartMessageMoveTask. Either
 # way receive, send, delete still works. An HTTP 5xx (moto answers 500) counts too.
@@ -121,8 +121,9 @@ class OpsQueues:
     def send_batch(
         self, queue_url: str, messages: Sequence[OutgoingCopy]
     ) -> tuple[set[str], dict[str, str]]:
-        """One SendMessageBatch (at most 10). Returns the entry ids sent, and the entry ids
-        refused with their reasons. Raises when the call itself failed: then nothing is
+        """One SendMessageBatch request, as matchstats.queues.pack_requests packed it (10
+        entries, 1 MiB). Returns the entry ids sent, and the entry ids refused with their
+        reasons. Raises when the call itself failed: then nothing is
         known about the entries, which the caller must treat as possibly sent."""
         entries = []
         for message in messages:
@@ -144,7 +145,7 @@ class OpsQueues:
     def delete_batch(self, queue_url: str, messages: Sequence[QueueMessage]) -> set[str]:
         """DeleteMessageBatch in chunks of 10; returns the message ids not deleted."""
         not_deleted: set[str] = set()
-        for chunk in _chunks(messages):
+        for chunk in pack_requests(messages):
             by_entry = {str(index): message for index, message in enumerate(chunk)}
             try:
                 response = self._sqs.delete_message_batch(
@@ -164,7 +165,7 @@ class OpsQueues:
         """Makes received messages visible again at once (best effort: a message not
         released reappears when its visibility timeout ends). Returns how many were."""
         released = 0
-        for chunk in _chunks(messages):
+        for chunk in pack_requests(messages):
             try:
                 response = self._sqs.change_message_visibility_batch(
                     QueueUrl=queue_url,
@@ -288,8 +289,3 @@ def _to_message(raw: Any) -> QueueMessage:
         sent_at=datetime.fromtimestamp(int(sent_ms) / 1000, UTC) if sent_ms else None,
         attributes=dict(raw.get("MessageAttributes", {})),
     )
-
-
-def _chunks(items: Sequence[Any], size: int = SQS_BATCH_LIMIT) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -19,10 +19,15 @@ from enum import StrEnum
 from typing import Any
 
 from devstack.esm import batch_item_failures
-from matchstats.queues import ERROR_KIND_ATTRIBUTE, REASON_ATTRIBUTE
+from matchstats.queues import (
+    ERROR_KIND_ATTRIBUTE,
+    REASON_ATTRIBUTE,
+    SQS_BATCH_LIMIT,
+    message_size,
+    pack_requests,
+)
 
 CHAOS_ID = "chaos.id"
-SQS_BATCH = 10
 
 
 class Kind(StrEnum):
@@ -56,23 +61,25 @@ class ChaosMessage:
 
 
 def send_all(sqs: Any, queue_url: str, messages: Sequence[ChaosMessage]) -> None:
-    """SendMessageBatch, 10 at a time, each message tagged with its chaos id; an entry the
-    queue refuses is sent again."""
-    for start in range(0, len(messages), SQS_BATCH):
-        pending = {str(i): m for i, m in enumerate(messages[start : start + SQS_BATCH])}
+    """SendMessageBatch within SQS's limits (pack_requests), each message tagged with its
+    chaos id; an entry the queue refuses is sent again."""
+    entries: list[dict[str, Any]] = [
+        {
+            "MessageBody": message.body,
+            "MessageAttributes": {
+                CHAOS_ID: {"DataType": "String", "StringValue": message.chaos_id}
+            },
+        }
+        for message in messages
+    ]
+    for request in pack_requests(
+        entries, lambda entry: message_size(entry["MessageBody"], entry["MessageAttributes"])
+    ):
+        pending = {str(i): entry for i, entry in enumerate(request)}
         for _ in range(5):
             response = sqs.send_message_batch(
                 QueueUrl=queue_url,
-                Entries=[
-                    {
-                        "Id": entry_id,
-                        "MessageBody": message.body,
-                        "MessageAttributes": {
-                            CHAOS_ID: {"DataType": "String", "StringValue": message.chaos_id}
-                        },
-                    }
-                    for entry_id, message in pending.items()
-                ],
+                Entries=[{"Id": entry_id, **entry} for entry_id, entry in pending.items()],
             )
             pending = {f["Id"]: pending[f["Id"]] for f in response.get("Failed", [])}
             if not pending:
@@ -94,7 +101,7 @@ def drain_dead_letters(sqs: Any, queue_url: str) -> list[DeadLetter]:
     while True:
         batch = sqs.receive_message(
             QueueUrl=queue_url,
-            MaxNumberOfMessages=SQS_BATCH,
+            MaxNumberOfMessages=SQS_BATCH_LIMIT,
             MessageAttributeNames=["All"],
             WaitTimeSeconds=0,
             VisibilityTimeout=60,

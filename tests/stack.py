@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.sqs import create_queues, queue_arn, queue_specs_from_template
+from matchstats.queues import message_size, pack_requests
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
@@ -67,16 +68,14 @@ class Stack:
             self.delete(queue, batch)
 
     def delete(self, queue: str, messages: list[dict[str, Any]]) -> None:
-        for start in range(0, len(messages), 10):
-            chunk = messages[start : start + 10]
+        for chunk in pack_requests(messages):
             entries = [
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
             ]
             self.sqs.delete_message_batch(QueueUrl=self.urls[queue], Entries=entries)
 
     def send(self, queue: str, bodies: list[str]) -> None:
-        for start in range(0, len(bodies), 10):
-            chunk = bodies[start : start + 10]
+        for chunk in pack_requests(bodies, message_size):
             entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(chunk)]
             self.sqs.send_message_batch(QueueUrl=self.urls[queue], Entries=entries)
 

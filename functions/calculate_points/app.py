@@ -60,6 +60,9 @@ def lambda_handler(
         "PointsMessagesDeadLettered", MetricUnit.Count, result.count(Disposition.DEAD_LETTERED)
     )
     metrics.add_metric("PointsMessagesRetried", MetricUnit.Count, result.count(Disposition.RETRY))
+    metrics.add_metric(
+        "PointsMessagesLeftToRedrive", MetricUnit.Count, result.count(Disposition.LEFT_TO_REDRIVE)
+    )
     metrics.add_metric("PointsMatchesChanged", MetricUnit.Count, result.matches_changed)
 
     def record_handler(record: SqsRecordModel) -> None:

@@ -61,6 +61,11 @@ def lambda_handler(
     metrics.add_metric(
         "RefreshRequestsDeadLettered", MetricUnit.Count, result.count(Disposition.DEAD_LETTERED)
     )
+    metrics.add_metric(
+        "RefreshRequestsLeftToRedrive",
+        MetricUnit.Count,
+        result.count(Disposition.LEFT_TO_REDRIVE),
+    )
     for view in executed:
         metrics.add_metric("RefreshDuration", MetricUnit.Milliseconds, view.duration_ms or 0)
         metrics.add_metric("Freshness", MetricUnit.Milliseconds, view.freshness_ms or 0)

@@ -25,6 +25,7 @@ from devstack.oracle import actual_match_points, expected_match_points
 from devstack.postgres import create_database, drop_database, free_port
 from devstack.seed import Season, complete_matches, create_season, void_match
 from devstack.sqs import LocalSqs
+from matchstats.queues import pack_requests
 from ops.aws import Aws
 from ops.cli import main
 from tests.conftest import truncate_all
@@ -132,12 +133,12 @@ def peek(stack: Stack, queue: str) -> list[dict[str, Any]]:
         MessageAttributeNames=["All"],
     ).get("Messages", []):
         messages.extend(batch)
-    for start in range(0, len(messages), 10):
+    for request in pack_requests(messages):
         stack.sqs.change_message_visibility_batch(
             QueueUrl=stack.urls[queue],
             Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
-                for i, m in enumerate(messages[start : start + 10])
+                for i, m in enumerate(request)
             ],
         )
     return messages
@@ -339,6 +340,36 @@ def test_dlq_redrive_restores_dead_lettered_points(
     consume_points(stack)
     assert actual_match_points(db) == expected_match_points(db)
     assert len(actual_match_points(db)) == 2 * 12
+
+
+def test_dlq_redrive_moves_large_messages_in_requests_sqs_accepts(
+    capsys: pytest.CaptureFixture[str], stack: Stack
+) -> None:
+    # Given eight dead-lettered messages of 150,000 bytes each (1.2 MB together, over SQS's
+    # 1 MiB a SendMessageBatch request), with our reason and an attribute of their own
+    bodies_sent = [letter * 150_000 for letter in "ABCDEFGH"]
+    for body in bodies_sent:
+        stack.sqs.send_message(
+            QueueUrl=stack.urls["PointsDeadLetterQueue"],
+            MessageBody=body,
+            MessageAttributes={
+                "traceparent": {"DataType": "String", "StringValue": "00-abc-def-01"},
+                "matchstats.errorKind": {"DataType": "String", "StringValue": "invalid_message"},
+                "matchstats.reason": {"DataType": "String", "StringValue": "not valid JSON"},
+            },
+        )
+
+    # When the operator redrives the points dead-letter queue by copying
+    redriven = cli(capsys, "dlq", "redrive", "points", "--method", "copy")
+
+    # Then all eight are back on PointsQueue, with their own attribute but not our reason
+    assert redriven.code == 0, redriven.err
+    assert "moved 8 of 8" in redriven.out
+    back = stack.drain_all("PointsQueue")
+    assert sorted(bodies(back)) == bodies_sent
+    assert all(set(m["MessageAttributes"]) == {"traceparent"} for m in back)
+    # ...and none is left in the dead-letter queue
+    assert stack.depth("PointsDeadLetterQueue") == {"visible": 0, "in_flight": 0, "delayed": 0}
 
 
 class InterruptingSqs:

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel
 
 from devstack.esm import EventSourceMapping, batch_item_failures
 from devstack.sqs import queue_counts
+from matchstats.queues import message_size, pack_requests
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -55,13 +56,10 @@ class Deliveries:
 
 
 def send_bodies(client: SQSClient, queue: RedrivenQueue, bodies: list[str]) -> None:
-    for start in range(0, len(bodies), 10):
+    for request in pack_requests(bodies, message_size):
         client.send_message_batch(
             QueueUrl=queue.url,
-            Entries=[
-                {"Id": str(index), "MessageBody": body}
-                for index, body in enumerate(bodies[start : start + 10])
-            ],
+            Entries=[{"Id": str(index), "MessageBody": body} for index, body in enumerate(request)],
         )
 
 

@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -22,6 +23,8 @@ from devstack.sqs import LocalSqs
 from matchstats.producer import enqueue_points_calculations
 from tests.conftest import truncate_all
 from tests.factories import load_event, points_bodies, sqs_event
+from tests.fakes import BYTES_PER_MESSAGE as MAX_SQS_MESSAGE_BYTES
+from tests.fakes import InMemoryQueues
 from tests.stack import Stack, function_environment
 
 FUNCTION_TIMEOUT_S = 120
@@ -248,6 +251,105 @@ def test_ids_a_node_producer_sends_as_strings_compute_points_and_a_misspelled_on
         "matchId: must be a positive integer or its decimal string without sign, spaces or"
         " leading zeros"
     )
+
+
+def test_eight_large_invalid_bodies_are_all_dead_lettered_on_the_first_receive(
+    points_env: Stack,
+) -> None:
+    # Given eight non-JSON bodies of 150,000 bytes (1.2 MB together, over SQS's 1 MiB a
+    # SendMessageBatch request) received as one batch
+    bodies = [letter * 150_000 for letter in "ABCDEFGH"]
+    points_env.send("PointsQueue", bodies)
+    messages = receive_batch(points_env, 8)
+
+    # When the batch is processed
+    failed = invoke_batch(points_env, messages)
+
+    # Then nothing is left to retry, nothing is left in PointsQueue ...
+    assert failed == set()
+    assert points_env.depth("PointsQueue") == {"visible": 0, "in_flight": 0, "delayed": 0}
+    # ...and all eight are in the dead-letter queue, each with its kind and reason
+    dead = points_env.drain_all("PointsDeadLetterQueue")
+    assert sorted(m["Body"] for m in dead) == sorted(bodies)
+    assert {
+        (
+            m["MessageAttributes"]["matchstats.errorKind"]["StringValue"],
+            m["MessageAttributes"]["matchstats.reason"]["StringValue"],
+        )
+        for m in dead
+    } == {("invalid_message", "body is not valid JSON (expected value at line 1 column 1)")}
+
+
+def test_a_message_too_large_to_copy_with_any_reason_is_left_to_redrive_and_stays_findable(
+    points_env: Stack, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the function with the real database and an SQS that enforces SQS's real size
+    # limits, attributes counted (moto counts bodies only)
+    queues = InMemoryQueues()
+    deps = replace(app.dependencies(), queues=queues)
+    # ...and a batch of two non-JSON bodies: one 50 bytes under SQS's 1 MiB, which leaves
+    # no room for the reason's attributes, and a small one
+    event = sqs_event(["X" * (MAX_SQS_MESSAGE_BYTES - 50), "not json"])
+    too_large, small = (record["messageId"] for record in event["Records"])
+
+    # When the batch is processed
+    response = app.lambda_handler(event, context(), deps=deps)
+
+    # Then the small one is dead-lettered with its reason, and the large one is not ...
+    dead = [message for url, message in queues.sent if url == deps.settings.dead_letter_queue_url]
+    assert [message.body for message in dead] == ["not json"]
+    # ...but reported failed and made visible again at once, without the 5 s backoff, so
+    # that SQS redrive moves it after its third receive
+    assert response == {"batchItemFailures": [{"itemIdentifier": too_large}]}
+    assert [(url, ticket.visibility_timeout_s) for url, ticket in queues.retries] == [
+        (points_env.urls["PointsQueue"], 0)
+    ]
+    # ...and its reason is findable by its message id, in job_history ...
+    reason = "body is not valid JSON (expected value at line 1 column 1)"
+    assert db.execute(
+        "SELECT status, error FROM job_history WHERE job_id = %s", (too_large,)
+    ).fetchall() == [("failed", reason)]
+    # ...and in a log line that says what happened to it
+    (line,) = [r for r in caplog.records if getattr(r, "message_id", None) == too_large]
+    assert "left to SQS redrive" in line.getMessage()
+    assert (getattr(line, "error_kind", None), getattr(line, "reason", None)) == (
+        "invalid_message",
+        reason,
+    )
+    assert small not in {r["itemIdentifier"] for r in response["batchItemFailures"]}
+
+
+def test_a_message_left_to_redrive_reaches_the_dead_letter_queue_after_three_quick_receives(
+    points_env: Stack, db: psycopg.Connection
+) -> None:
+    # Given a non-JSON body too large to dead-letter with any reason, on PointsQueue
+    body = "X" * (MAX_SQS_MESSAGE_BYTES - 50)
+    points_env.send("PointsQueue", [body])
+    receives: list[float] = []
+
+    def recording_handler(event: dict[str, Any], ctx: LambdaContext) -> dict[str, Any]:
+        receives.append(time.monotonic())
+        return app.lambda_handler(event, ctx)  # type: ignore[no-any-return]
+
+    # When the function consumes the queue until the message has left it
+    with mapping(points_env, recording_handler, concurrency=1):
+        deadline = time.monotonic() + 30
+        while points_env.depth("PointsDeadLetterQueue")["visible"] < 1:
+            assert time.monotonic() < deadline, f"not dead-lettered; receives {receives}"
+            time.sleep(0.2)
+
+    # Then SQS redrive moved it to the dead-letter queue after three receives, each
+    # retried at once (a permanent failure waits for no backoff)
+    (dead,) = points_env.drain_all("PointsDeadLetterQueue")
+    assert dead["Body"] == body
+    assert len(receives) == 3
+    assert receives[-1] - receives[0] < 5
+    # ...and its reason stays in job_history under its message id, once per receive
+    reason = "body is not valid JSON (expected value at line 1 column 1)"
+    assert db.execute(
+        "SELECT status, attempts, error FROM job_history WHERE job_id = %s ORDER BY attempts",
+        (dead["MessageId"],),
+    ).fetchall() == [("failed", attempt, reason) for attempt in (1, 2, 3)]
 
 
 def test_database_unreachable_backs_off_5_then_10_seconds_then_dead_letters(

@@ -9,6 +9,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,8 @@ from refresh_views import app
 from scheduled_refresh import app as scheduled_refresh
 from tests.conftest import truncate_all
 from tests.factories import load_event, sqs_event
+from tests.fakes import BYTES_PER_MESSAGE as MAX_SQS_MESSAGE_BYTES
+from tests.fakes import InMemoryQueues
 from tests.stack import Stack, function_environment
 
 VIEWS = ("competition_standings", "competitor_stats")
@@ -323,6 +326,45 @@ def test_an_invalid_refresh_request_is_dead_lettered_with_its_reason(
     assert dead["Body"] == bad
     reason = dead["MessageAttributes"]["matchstats.reason"]["StringValue"]
     assert reason.startswith("scope: Input should be 'all', 'competition_standings'")
+
+
+def test_large_invalid_requests_are_dead_lettered_or_left_to_redrive_with_their_reasons(
+    refresh_env: Stack, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the function with the real database and an SQS that enforces SQS's real size
+    # limits, attributes counted (moto counts bodies only)
+    queues = InMemoryQueues()
+    deps = replace(app.dependencies(), queues=queues)
+    # ...and one batch of eight non-JSON requests of 150,000 bytes (1.2 MB together) and
+    # one 50 bytes under SQS's 1 MiB, which leaves no room for the reason's attributes
+    large = [letter * 150_000 for letter in "ABCDEFGH"]
+    event = sqs_event([*large, "X" * (MAX_SQS_MESSAGE_BYTES - 50)], template="refresh-views.json")
+    ids = [record["messageId"] for record in event["Records"]]
+
+    # When the batch is processed
+    response = app.lambda_handler(event, context(), deps=deps)
+
+    # Then the eight are in the dead-letter queue with their reason, on this first receive
+    reason = "body is not valid JSON (expected value at line 1 column 1)"
+    dead = [message for url, message in queues.sent if url == deps.settings.dead_letter_queue_url]
+    assert sorted(message.body for message in dead) == large
+    assert {message.attributes and message.attributes["matchstats.reason"] for message in dead} == {
+        reason
+    }
+    # ...the ninth is failed and visible again at once, for SQS redrive to move
+    assert response == {"batchItemFailures": [{"itemIdentifier": ids[8]}]}
+    assert [(url, ticket.visibility_timeout_s) for url, ticket in queues.retries] == [
+        (refresh_env.urls["RefreshQueue"], 0)
+    ]
+    # ...and every one's reason is in job_history under its message id
+    rows = db.execute(
+        "SELECT job_id, status, error FROM job_history WHERE job_type = 'refresh'"
+    ).fetchall()
+    assert sorted(rows) == sorted((job_id, "failed", reason) for job_id in ids)
+    # ...and the ninth's in a log line that says it was left to redrive
+    (line,) = [r for r in caplog.records if getattr(r, "message_id", None) == ids[8]]
+    assert "left to SQS redrive" in line.getMessage()
+    assert getattr(line, "reason", None) == reason
 
 
 def test_the_sample_event_refreshes_through_the_handler(

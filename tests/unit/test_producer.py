@@ -29,10 +29,11 @@ def points_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
         yield sqs, sqs.create_queue(QueueName="PointsQueue")["QueueUrl"]
 
 
-def bodies(sqs: Any, url: str) -> list[dict[str, Any]]:
+def drain(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Receives and deletes every message on the queue."""
     received: list[dict[str, Any]] = []
     while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
-        received += [json.loads(m["Body"]) for m in batch]
+        received += batch
         sqs.delete_message_batch(
             QueueUrl=url,
             Entries=[
@@ -40,6 +41,10 @@ def bodies(sqs: Any, url: str) -> list[dict[str, Any]]:
             ],
         )
     return received
+
+
+def bodies(sqs: Any, url: str) -> list[dict[str, Any]]:
+    return [json.loads(message["Body"]) for message in drain(sqs, url)]
 
 
 def test_one_message_carries_the_match_and_its_version(points_queue: tuple[Any, str]) -> None:
@@ -66,6 +71,21 @@ def test_many_messages_go_in_batches_of_ten_and_keep_their_order(
     received = bodies(sqs, url)
     assert sorted(b["matchId"] for b in received) == list(range(1, 26))
     assert {"matchId": 21, "scoreVersion": 2} in received
+
+
+def test_twenty_five_messages_return_each_ones_id_in_the_order_given(
+    points_queue: tuple[Any, str],
+) -> None:
+    # Given 25 matches, more than one SendMessageBatch request holds
+    sqs, url = points_queue
+    match_ids = [*range(25, 0, -1)]
+
+    # When they are sent in one call
+    ids = enqueue_points_calculations(match_ids, queue_url=url, sqs_client=sqs)
+
+    # Then the n-th id returned is the id of the message for the n-th match
+    by_id = {m["MessageId"]: json.loads(m["Body"])["matchId"] for m in drain(sqs, url)}
+    assert [by_id[message_id] for message_id in ids] == match_ids
 
 
 def test_a_bad_match_id_is_refused_before_anything_is_sent(points_queue: tuple[Any, str]) -> None:

@@ -4,6 +4,7 @@ goes to the dead-letter queue with its reason; a transient one waits out its bac
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from matchstats.db.jobs import JobStore
@@ -12,12 +13,15 @@ from matchstats.models import JobRecord, JobStatus, ReceivedMessage
 from matchstats.observability import logger
 from matchstats.outcomes import BatchResult, Disposition, RecordResult
 from matchstats.queues import (
+    SOURCE_MESSAGE_ID_ATTRIBUTE,
+    SOURCE_RECEIVE_COUNT_ATTRIBUTE,
+    CopyForm,
     OutgoingMessage,
     PartialSendError,
     Queues,
     RetryTicket,
     backoff_seconds,
-    dead_letter_attributes,
+    dead_letter_copy,
 )
 
 # Job history written outside the batch transaction (consumer.record_failures).
@@ -26,64 +30,119 @@ HISTORY_RESERVE_MS = 1_000
 MIN_HISTORY_BUDGET_MS = 500
 
 
+@dataclass(frozen=True)
+class DeadLetterResult:
+    # Not copied (the dead-letter queue refused or was unreachable): retry with backoff.
+    not_sent: set[str] = field(default_factory=set)
+    # Too large to copy with any reason: fail with visibility 0 for SQS redrive to move.
+    left_to_redrive: set[str] = field(default_factory=set)
+
+
 def dead_letter(
     queues: Queues,
     dead_letter_queue_url: str,
     failures: Sequence[tuple[ReceivedMessage, PermanentError]],
-) -> set[str]:
+) -> DeadLetterResult:
     """Copies each message, body untouched, to the dead-letter queue with its reason in
-    message attributes. Returns the ids of the messages that could not be copied."""
+    message attributes: a full copy, or a reduced one where the full one would exceed
+    SQS's 1 MiB (queues.dead_letter_copy). A message too large for either is left to SQS
+    redrive (release_for_redrive); its reason stays in the log line written here, under
+    its message id, and in job_history. Returns the message ids of both kinds of miss."""
     if not failures:
-        return set()
-    outgoing = []
+        return DeadLetterResult()
+    copies: list[tuple[ReceivedMessage, PermanentError, CopyForm, OutgoingMessage]] = []
+    left_to_redrive: set[str] = set()
     for index, (message, error) in enumerate(failures):
-        attributes = dict(message.attributes)
-        attributes["matchstats.sourceMessageId"] = message.message_id
-        attributes["matchstats.receiveCount"] = str(message.receive_count)
-        outgoing.append(
-            OutgoingMessage(
-                entry_id=str(index),
-                body=message.body,
-                attributes=dead_letter_attributes(error.kind, str(error), attributes),
-            )
+        form, copy = dead_letter_copy(
+            str(index),
+            message.body,
+            kind=error.kind,
+            reason=str(error),
+            own={
+                SOURCE_MESSAGE_ID_ATTRIBUTE: message.message_id,
+                SOURCE_RECEIVE_COUNT_ATTRIBUTE: str(message.receive_count),
+            },
+            forwarded=message.attributes,
         )
+        if copy is None:
+            left_to_redrive.add(message.message_id)
+            logger.error(
+                "message too large to dead-letter with its reason; left to SQS redrive",
+                extra={
+                    **_described(message, error),
+                    "copy": form,
+                    "body_bytes": len(message.body.encode()),
+                },
+            )
+        else:
+            copies.append((message, error, form, copy))
+    failed: dict[str, str] = {}
     try:
-        queues.send_batch(dead_letter_queue_url, outgoing)
+        queues.send_batch(dead_letter_queue_url, [copy for _, _, _, copy in copies])
     except PartialSendError as exc:
+        failed = exc.failed
         logger.warning(
             "dead letters not sent; those messages are retried", extra={"error": str(exc)}
         )
-        return {failures[int(entry_id)][0].message_id for entry_id in exc.failed}
-    for message, error in failures:
-        logger.error(
-            "message dead-lettered",
-            extra={
-                "message_id": message.message_id,
-                "error_kind": error.kind,
-                "reason": str(error),
-            },
+    for message, error, form, copy in copies:
+        if copy.entry_id in failed:
+            continue
+        text = (
+            "message dead-lettered"
+            if form is CopyForm.FULL
+            else "message dead-lettered in a reduced copy: its own attributes dropped and"
+            " its reason shortened to fit SQS's 1 MiB"
         )
-    return set()
+        logger.error(text, extra={**_described(message, error), "copy": form})
+    return DeadLetterResult(
+        not_sent={message.message_id for message, _, _, copy in copies if copy.entry_id in failed},
+        left_to_redrive=left_to_redrive,
+    )
+
+
+def _described(message: ReceivedMessage, error: PermanentError) -> dict[str, str]:
+    return {"message_id": message.message_id, "error_kind": error.kind, "reason": str(error)}
+
+
+def release_for_redrive(
+    queues: Queues, queue_url: str, messages: Sequence[ReceivedMessage]
+) -> None:
+    """Makes messages left to redrive visible again at once: their failure is permanent,
+    so no backoff; SQS moves them to the dead-letter queue after maxReceiveCount receives."""
+    _set_visibility(queues, queue_url, [(message, 0) for message in messages])
 
 
 def schedule_backoff(
     queues: Queues, queue_url: str, messages: Sequence[ReceivedMessage], max_receive_count: int
 ) -> None:
     """Sets each failed message's visibility to its backoff (5 s, then 10 s)."""
-    if not messages:
+    _set_visibility(
+        queues,
+        queue_url,
+        [
+            (message, backoff_seconds(message.receive_count, max_receive_count))
+            for message in messages
+        ],
+    )
+
+
+def _set_visibility(
+    queues: Queues, queue_url: str, timeouts: Sequence[tuple[ReceivedMessage, int]]
+) -> None:
+    if not timeouts:
         return
     tickets = [
         RetryTicket(
             entry_id=str(index),
             receipt_handle=message.receipt_handle,
-            visibility_timeout_s=backoff_seconds(message.receive_count, max_receive_count),
+            visibility_timeout_s=timeout_s,
         )
-        for index, message in enumerate(messages)
+        for index, (message, timeout_s) in enumerate(timeouts)
     ]
     not_changed = queues.retry_later(queue_url, tickets)
     if not_changed:
         logger.warning(
-            "backoff not set; those messages wait out the queue's visibility timeout",
+            "visibility not set; those messages wait out the queue's visibility timeout",
             extra={"count": len(not_changed)},
         )
 

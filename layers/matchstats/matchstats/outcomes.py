@@ -12,6 +12,9 @@ class Disposition(StrEnum):
     COMPLETED = "completed"  # done (or already done); delete the message
     DEAD_LETTERED = "dead_lettered"  # permanent failure, copied to the DLQ; delete it
     RETRY = "retry"  # transient failure; leave it for redelivery after the backoff
+    # Permanent failure too large to copy with its reason: fail it, visible again at
+    # once, so that SQS redrive moves it to the dead-letter queue.
+    LEFT_TO_REDRIVE = "left_to_redrive"
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,9 @@ class BatchResult:
         return sum(1 for r in self.records.values() if r.disposition is disposition)
 
     def raise_if_retry(self, message_id: str) -> None:
-        """For the batch processor's record handler: a retry is a record failure."""
+        """For the batch processor's record handler: a retry, or a message left to SQS
+        redrive, is a record failure."""
         result = self.records[message_id]
-        if result.disposition is Disposition.RETRY:
+        if result.disposition in (Disposition.RETRY, Disposition.LEFT_TO_REDRIVE):
             assert result.error is not None
             raise result.error

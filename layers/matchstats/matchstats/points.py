@@ -12,6 +12,7 @@ from matchstats.consumer import (
     dead_letter,
     history_budget_ms,
     record_failures,
+    release_for_redrive,
     retry_unfinished,
     schedule_backoff,
 )
@@ -145,19 +146,27 @@ def _dead_letter(
         for row in write.outcomes
         if row.outcome is not PointsOutcomeKind.OK
     ]
-    not_sent = dead_letter(deps.queues, deps.settings.dead_letter_queue_url, failures)
+    dead_letters = dead_letter(deps.queues, deps.settings.dead_letter_queue_url, failures)
     unsent = []
     for message, error in failures:
-        if message.message_id in not_sent:
+        if message.message_id in dead_letters.not_sent:
             unsent.append(message)
             result.records[message.message_id] = RecordResult(
                 Disposition.RETRY,
                 TransientError(f"{error.kind} ({error}); dead-letter queue unreachable"),
             )
+        elif message.message_id in dead_letters.left_to_redrive:
+            # Its reason is already in job_history: the batch's statement wrote it.
+            result.records[message.message_id] = RecordResult(Disposition.LEFT_TO_REDRIVE, error)
         else:
             result.records[message.message_id] = RecordResult(Disposition.DEAD_LETTERED, error)
     schedule_backoff(
         deps.queues, deps.settings.points_queue_url, unsent, deps.settings.max_receive_count
+    )
+    release_for_redrive(
+        deps.queues,
+        deps.settings.points_queue_url,
+        [message for message, _ in failures if message.message_id in dead_letters.left_to_redrive],
     )
 
 

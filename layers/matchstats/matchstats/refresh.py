@@ -20,6 +20,7 @@ from matchstats.consumer import (
     history_budget_ms,
     record_failures,
     record_history,
+    release_for_redrive,
     retry_unfinished,
     schedule_backoff,
 )
@@ -145,12 +146,16 @@ def _refresh(
                 )
             )
 
-    not_sent = dead_letter(deps.queues, deps.settings.dead_letter_queue_url, invalid)
+    dead_letters = dead_letter(deps.queues, deps.settings.dead_letter_queue_url, invalid)
     for message, invalid_error in invalid:
-        if message.message_id in not_sent:
+        if message.message_id in dead_letters.not_sent:
             error = TransientError(f"{invalid_error}; dead-letter queue unreachable")
             retry.append((message, "refresh ?", error))
             result.records[message.message_id] = RecordResult(Disposition.RETRY, error)
+        elif message.message_id in dead_letters.left_to_redrive:
+            result.records[message.message_id] = RecordResult(
+                Disposition.LEFT_TO_REDRIVE, invalid_error
+            )
         else:
             result.records[message.message_id] = RecordResult(
                 Disposition.DEAD_LETTERED, invalid_error
@@ -162,6 +167,12 @@ def _refresh(
         [message for message, _, _ in retry],
         deps.settings.max_receive_count,
     )
+    release_for_redrive(
+        deps.queues,
+        deps.settings.refresh_queue_url,
+        [message for message, _ in invalid if message.message_id in dead_letters.left_to_redrive],
+    )
+    # Invalid requests, dead-lettered or left to redrive, are failed runs with their reason.
     history = completed + [
         JobRecord(
             job_id=message.message_id,
@@ -171,7 +182,7 @@ def _refresh(
             error=str(error),
         )
         for message, error in invalid
-        if message.message_id not in not_sent
+        if message.message_id not in dead_letters.not_sent
     ]
     record_history(
         deps.jobs,
