@@ -65,8 +65,9 @@ Where the endpoint runs SQS message move tasks (AWS), StartMessageMoveTask moves
 them server side and the command follows its progress; Ctrl-C stops following,
 not the task. Elsewhere (moto, the local stack), or with --limit, or with
 --method copy, the command moves them itself: it receives up to 10, sends their
-copies with SendMessageBatch, and deletes from the dead-letter queue only the
-ones the send confirmed (DeleteMessageBatch). The matchstats.* reason attributes
+copies with SendMessageBatch (as many requests as SQS's 1 MiB a request needs),
+and deletes from the dead-letter queue only the ones the send confirmed
+(DeleteMessageBatch). The matchstats.* reason attributes
 are not sent back (a move task keeps them; the consumers ignore them).
 
 Nothing is ever lost. Delivery is at-least-once: an interruption between a send
