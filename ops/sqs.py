@@ -123,8 +123,8 @@ class OpsQueues:
     ) -> tuple[set[str], dict[str, str]]:
         """One SendMessageBatch request, as matchstats.queues.pack_requests packed it (10
         entries, 1 MiB). Returns the entry ids sent, and the entry ids refused with their
-        reasons. Raises when the call itself failed: then nothing is
-        known about the entries, which the caller must treat as possibly sent."""
+        reasons. Raises when the call itself failed: then nothing is known about the
+        entries, which the caller must treat as possibly sent."""
         entries = []
         for message in messages:
             entry: dict[str, Any] = {"Id": message.entry_id, "MessageBody": message.body}

@@ -45,15 +45,8 @@ class InMemorySqs:
             raise _refused("InvalidParameterValue", f"message of {size} bytes", "SendMessage")
         return {"MessageId": self._keep(QueueUrl, message)}
 
-    def send_message_batch(
-        self,
-        *,
-        QueueUrl: str,
-        Entries: list[dict[str, Any]],
-    ) -> dict[str, Any]:
-        self._check_reachable(QueueUrl)
-        if len(Entries) > ENTRIES_PER_REQUEST:
-            raise _refused("TooManyEntriesInBatchRequest", f"{len(Entries)}", "SendMessageBatch")
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self._check_batch(QueueUrl, Entries, "SendMessageBatch")
         total = sum(_sqs_size(e["MessageBody"], e.get("MessageAttributes")) for e in Entries)
         if total > BYTES_PER_REQUEST:
             raise _refused("BatchRequestTooLong", f"{total} bytes", "SendMessageBatch")
@@ -73,16 +66,9 @@ class InMemorySqs:
         }
 
     def change_message_visibility_batch(
-        self,
-        *,
-        QueueUrl: str,
-        Entries: list[dict[str, Any]],
+        self, *, QueueUrl: str, Entries: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        self._check_reachable(QueueUrl)
-        if len(Entries) > ENTRIES_PER_REQUEST:
-            raise _refused(
-                "TooManyEntriesInBatchRequest", f"{len(Entries)}", "ChangeMessageVisibilityBatch"
-            )
+        self._check_batch(QueueUrl, Entries, "ChangeMessageVisibilityBatch")
         self.retries.extend(
             (QueueUrl, RetryTicket(e["Id"], e["ReceiptHandle"], e["VisibilityTimeout"]))
             for e in Entries
@@ -92,6 +78,11 @@ class InMemorySqs:
     def _check_reachable(self, queue_url: str) -> None:
         if not self.reachable:
             raise EndpointConnectionError(endpoint_url=queue_url)
+
+    def _check_batch(self, queue_url: str, entries: list[Any], operation: str) -> None:
+        self._check_reachable(queue_url)
+        if len(entries) > ENTRIES_PER_REQUEST:
+            raise _refused("TooManyEntriesInBatchRequest", f"{len(entries)} entries", operation)
 
     def _keep(self, queue_url: str, message: OutgoingMessage) -> str:
         self.sent.append((queue_url, message))
