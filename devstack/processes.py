@@ -1,0 +1,100 @@
+"""Server processes that the local tooling starts (PostgreSQL, PgBouncer): run as an
+unprivileged user when we are root, and ended by the kernel when their parent dies."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import pwd
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+logger = logging.getLogger(__name__)
+
+# postgres and pgbouncer refuse to run as root; CI runs as root, so they run as this user.
+UNPRIVILEGED_USER = "nobody"
+
+_PR_SET_PDEATHSIG = 1
+
+
+def unprivileged_user() -> pwd.struct_passwd | None:
+    """The user to run servers as: `nobody` when we are root, else None (ourselves)."""
+    return pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
+
+
+def stop_with_parent(signum: signal.Signals) -> Callable[[], None]:
+    """A preexec_fn: the child gets `signum` when the process that started it dies, so a
+    run killed outright (no atexit) leaves no server behind. Linux only; elsewhere the
+    atexit hooks are the only net. It runs after the switch to the unprivileged user,
+    which would otherwise clear the setting."""
+
+    def arm() -> None:
+        if sys.platform != "linux":
+            return
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signum)
+
+    return arm
+
+
+def spawn(
+    command: list[str],
+    *,
+    cwd: Path,
+    stdout: IO[bytes] | int,
+    run_as: pwd.struct_passwd | None,
+    parent_death_signal: signal.Signals,
+) -> subprocess.Popen[bytes]:
+    """Start `command` as `run_as` (None: ourselves), stderr into stdout, no stdin."""
+    return subprocess.Popen(
+        command,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        # cwd must be readable by the unprivileged user, and C messages keep log
+        # matching (port in use) independent of the caller's locale.
+        cwd=cwd,
+        env={**os.environ, "LC_ALL": "C"},
+        user=run_as.pw_uid if run_as else None,
+        group=run_as.pw_gid if run_as else None,
+        # Without this the child keeps root's supplementary groups.
+        extra_groups=[] if run_as else None,
+        preexec_fn=stop_with_parent(parent_death_signal),
+    )
+
+
+def make_traversable_by_others(directory: Path) -> None:
+    """chmod o+x `directory` and its ancestors where missing, so another user can reach it."""
+    fixed = []
+    for path in (directory, *directory.parents):
+        mode = path.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            path.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            fixed.append(str(path))
+    if fixed:
+        logger.info("made %s traversable (o+x) for user %s", ", ".join(fixed), UNPRIVILEGED_USER)
+
+
+def make_readable_by_others(tree: Path) -> None:
+    """chmod o+r (o+rx for dirs and executables) under `tree` where missing."""
+    fixed = 0
+    for root, dirs, files in os.walk(tree):
+        for name in [".", *dirs, *files]:
+            path = Path(root, name)
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                continue
+            wanted = stat.S_IROTH
+            if stat.S_ISDIR(mode) or mode & stat.S_IXUSR:
+                wanted |= stat.S_IXOTH
+            if mode & wanted != wanted:
+                path.chmod(stat.S_IMODE(mode) | wanted)
+                fixed += 1
+    if fixed:
+        logger.info("made %d paths under %s readable for user %s", fixed, tree, UNPRIVILEGED_USER)
