@@ -23,10 +23,11 @@ from bench.database import connect, fresh_database, insert_fixtures, load_sql, v
 from bench.fakes import InMemorySqs
 from bench.measure import Progress, median, ratio, stdout_discarded
 from bench.sizes import Size
-from bench.wire import LatencyProxy, ProtocolTrace, per_unit, round_trips
+from bench.wire import ProtocolTrace, per_unit, round_trips
 from calculate_points import app as points_app
 from devstack.events import points_bodies, sqs_event
 from devstack.lambda_context import LambdaContext
+from devstack.tcp_proxy import TcpProxy
 from matchstats.config import PointsSettings
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.connection import connect as open_connection
@@ -209,7 +210,7 @@ def _wire(
     extra time the same batches take behind a proxy that delays the client's traffic."""
     events = [sqs_event(points_bodies(*batch)) for batch in batches]
     wire: dict[str, dict[str, float | None]] = {}
-    with LatencyProxy.in_front_of(url) as proxy:
+    with TcpProxy.in_front_of(url) as proxy:
         proxied = proxy.url(url)
         for side in ("handler", "floor"):
             trace = ProtocolTrace(open_connection)
@@ -228,7 +229,7 @@ def _wire(
 def _wire_side(
     run: Callable[[], None],
     trace: ProtocolTrace,
-    proxy: LatencyProxy,
+    proxy: TcpProxy,
     conn: psycopg.Connection,
     units: int,
     delay_s: float,
