@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import psycopg
 import pytest
 
-from devstack.postgres import create_database, drop_database, postgres_server
+from devstack.pgbouncer import PgBouncer, PgBouncerNotInstalledError, pgbouncer_binary
+from devstack.postgres import DATABASE_URL_ENV, EmbeddedPostgres, create_database, drop_database
 from matchstats.db.migrate import migrate
 
 # --- Database ----------------------------------------------------------------
@@ -18,9 +23,32 @@ from matchstats.db.migrate import migrate
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
+def embedded_postgres() -> Iterator[EmbeddedPostgres | None]:
+    """The session's embedded server; None when $DATABASE_URL names a server of its own."""
+    if os.environ.get(DATABASE_URL_ENV):
+        yield None
+        return
+    with EmbeddedPostgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(embedded_postgres: EmbeddedPostgres | None) -> str:
+    return embedded_postgres.url if embedded_postgres else os.environ[DATABASE_URL_ENV]
+
+
+@pytest.fixture
+def restartable_postgres(embedded_postgres: EmbeddedPostgres | None) -> Iterator[EmbeddedPostgres]:
+    """The session's server, for a test that stops and starts it (stop_server() and
+    start_server() keep its data and port); running again after the test, whatever
+    happened. Skipped when $DATABASE_URL names a server the tests may not restart."""
+    if embedded_postgres is None:
+        pytest.skip(
+            f"{DATABASE_URL_ENV} names an external server, which the tests do not restart;"
+            f" unset {DATABASE_URL_ENV} to run this test on the embedded one"
+        )
+    yield embedded_postgres
+    embedded_postgres.start_server()
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +81,55 @@ def truncate_all(conn: psycopg.Connection) -> None:
         " RESTART IDENTITY CASCADE"
     )
     conn.execute("UPDATE stats_state SET change_seq = 0, changed_at = NULL")
+
+
+# --- Poolers -----------------------------------------------------------------
+# The functions under test reach the database directly or through a real PgBouncer in
+# transaction mode (issue 10, item 4); Given and Then steps always connect directly.
+
+
+@pytest.fixture(scope="session")
+def pgbouncer_path() -> Path:
+    """The pgbouncer executable; the test is skipped, saying how to install it, without."""
+    try:
+        return pgbouncer_binary()
+    except PgBouncerNotInstalledError as exc:
+        pytest.skip(f"needs PgBouncer: {exc}")
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(postgres_server_url: str, pgbouncer_path: Path) -> Iterator[PgBouncer]:
+    """A real PgBouncer in transaction mode in front of the session's server, passing
+    every database through."""
+    with PgBouncer(postgres_server_url, pool_mode="transaction", binary=pgbouncer_path) as bouncer:
+        yield bouncer
+
+
+Pooler = Literal["none", "transaction"]
+
+
+@dataclass(frozen=True)
+class FunctionDatabase:
+    """How the functions under test reach the module's database: `url` as their
+    DATABASE_URL, `pooler` as their DB_POOLER."""
+
+    url: str
+    pooler: Pooler
+
+
+@pytest.fixture(scope="module", params=["none", "transaction"], ids=["direct", "pgbouncer"])
+def function_database(request: pytest.FixtureRequest, database_url: str) -> FunctionDatabase:
+    """Each test that uses it runs twice: with the functions connected directly, then
+    through PgBouncer in transaction mode with DB_POOLER=transaction."""
+    pooler: Pooler = request.param
+    if pooler == "none":
+        return FunctionDatabase(database_url, pooler)
+    bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+    return FunctionDatabase(bouncer.url_for(database_url), pooler)
+
+
+# For a test that means only one of the two: it runs once, under this id.
+direct_only = pytest.mark.parametrize("function_database", ["none"], ids=["direct"], indirect=True)
+pgbouncer_only = pytest.mark.parametrize(
+    "function_database", ["transaction"], ids=["pgbouncer"], indirect=True
+)
