@@ -80,10 +80,14 @@ class Stack:
             self.sqs.send_message_batch(QueueUrl=self.urls[queue], Entries=entries)
 
 
-def function_environment(stack: Stack, database_url: str, function: str) -> dict[str, str]:
-    """A function's environment as template.yaml gives it, pointed at the local stack."""
+def function_environment(
+    stack: Stack, database_url: str, function: str, pooler: str = "none"
+) -> dict[str, str]:
+    """A function's environment as template.yaml gives it, pointed at the local stack;
+    `pooler` is its DB_POOLER (`transaction` when `database_url` goes through PgBouncer)."""
     common = {
         "DATABASE_URL": database_url,
+        "DB_POOLER": pooler,
         "AWS_ENDPOINT_URL": stack.sqs.meta.endpoint_url,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",

@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +22,7 @@ from devstack.postgres import free_port
 from devstack.seed import complete_matches, correct_score, create_season, void_match
 from devstack.sqs import LocalSqs
 from matchstats.producer import enqueue_points_calculations
-from tests.conftest import truncate_all
+from tests.conftest import FunctionDatabase, direct_only, pgbouncer_only, truncate_all
 from tests.factories import load_event, points_bodies, sqs_event
 from tests.fakes import BYTES_PER_MESSAGE as MAX_SQS_MESSAGE_BYTES
 from tests.fakes import InMemoryQueues
@@ -40,14 +41,17 @@ def local_sqs_client() -> Iterator[Any]:
 def points_env(
     monkeypatch: pytest.MonkeyPatch,
     local_sqs_client: Any,
-    database_url: str,
+    function_database: FunctionDatabase,
     db: psycopg.Connection,
 ) -> Iterator[Stack]:
     """CalculatePointsFunction's environment as template.yaml gives it, pointed at the local
-    stack; empty tables and queues for each test."""
+    stack, its database reached directly or through PgBouncer (each test runs both ways);
+    empty tables and queues for each test."""
     truncate_all(db)
     stack = Stack.fresh_queues(local_sqs_client)
-    env = function_environment(stack, database_url, "CalculatePointsFunction")
+    env = function_environment(
+        stack, function_database.url, "CalculatePointsFunction", function_database.pooler
+    )
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     app.dependencies.cache_clear()
@@ -352,6 +356,8 @@ def test_a_message_left_to_redrive_reaches_the_dead_letter_queue_after_three_qui
     ).fetchall() == [("failed", attempt, reason) for attempt in (1, 2, 3)]
 
 
+# The function's database is replaced by one nobody listens on: no pooler to go through.
+@direct_only
 def test_database_unreachable_backs_off_5_then_10_seconds_then_dead_letters(
     points_env: Stack, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -510,3 +516,30 @@ def test_the_sample_event_computes_points_through_the_handler(
     assert response == {"batchItemFailures": []}
     assert actual_match_points(db) == expected_match_points(db)
     assert len(actual_match_points(db)) == 4
+
+
+@pgbouncer_only
+def test_sixty_single_message_batches_in_five_environments_behind_pgbouncer_all_complete(
+    points_env: Stack, db: psycopg.Connection
+) -> None:
+    # Given 60 completed matches
+    season = create_season(db, competitions=1, competitors_per_competition=9)
+    match_ids = season.match_ids[:60]
+    complete_matches(db, match_ids, random.Random(11))
+
+    # When five warm execution environments (one connection each) process one
+    # single-message batch per match, through PgBouncer in transaction mode, whose five
+    # server connections their transactions take turns on
+    def one_batch(match_id: int) -> dict[str, Any]:
+        return app.lambda_handler(sqs_event(points_bodies(match_id)), context())  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(max_workers=5) as environments:
+        responses = list(environments.map(one_batch, match_ids))
+
+    # Then no batch failed (PgBouncer 1.18 keeps no prepared statement across them)
+    errors = db.execute("SELECT error FROM job_history WHERE status = 'failed'").fetchall()
+    failed = sum(1 for response in responses if response["batchItemFailures"])
+    assert (failed, errors) == (0, []), f"{failed} of 60 batches failed: {errors[:3]}"
+    # ...and every match has its points
+    assert actual_match_points(db) == expected_match_points(db)
+    assert len(actual_match_points(db)) == 120

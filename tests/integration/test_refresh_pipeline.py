@@ -35,7 +35,7 @@ from matchstats.models import PointsJob, ViewState
 from matchstats.refresh import decide
 from refresh_views import app
 from scheduled_refresh import app as scheduled_refresh
-from tests.conftest import truncate_all
+from tests.conftest import FunctionDatabase, truncate_all
 from tests.factories import load_event, sqs_event
 from tests.fakes import BYTES_PER_MESSAGE as MAX_SQS_MESSAGE_BYTES
 from tests.fakes import InMemoryQueues
@@ -54,9 +54,12 @@ def local_sqs_client() -> Iterator[Any]:
 def refresh_env(
     monkeypatch: pytest.MonkeyPatch,
     local_sqs_client: Any,
-    database_url: str,
+    function_database: FunctionDatabase,
     db: psycopg.Connection,
 ) -> Iterator[Stack]:
+    """RefreshViewsFunction's environment as template.yaml gives it, pointed at the local
+    stack, its database reached directly or through PgBouncer (each test runs both ways);
+    empty tables, refresh state and queues for each test."""
     truncate_all(db)
     db.execute("TRUNCATE refresh_log")
     db.execute(
@@ -64,7 +67,10 @@ def refresh_env(
         " SET last_started_at = NULL, last_finished_at = NULL, last_change_seq = NULL"
     )
     stack = Stack.fresh_queues(local_sqs_client)
-    for name, value in function_environment(stack, database_url, "RefreshViewsFunction").items():
+    env = function_environment(
+        stack, function_database.url, "RefreshViewsFunction", function_database.pooler
+    )
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     app.dependencies.cache_clear()
     yield stack
