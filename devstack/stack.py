@@ -22,12 +22,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from devstack.api_gateway import LocalApiGateway, Route
 from devstack.esm import EventSourceMapping
 from devstack.functions import FunctionSpec, LocalFunction, function_specs, resolve_environment
 from devstack.lambda_context import LOCAL_REGION, LambdaContext
+from devstack.pgbouncer import PgBouncer
 from devstack.postgres import DATABASE_URL_ENV, EmbeddedPostgres, create_database
 from devstack.sqs import LocalSqs, create_queues, queue_arn, queue_counts, queue_specs_from_template
 from devstack.template import TEMPLATE_PATH, load_template
@@ -48,6 +49,10 @@ class StackOptions:
     log_dir: Path | None = None
     # Overrides every function's LOG_LEVEL (their logs go to log_dir, not the terminal).
     log_level: str = "INFO"
+    # "transaction": the functions reach the database through a real PgBouncer in
+    # transaction mode, with DB_POOLER=transaction (PgBouncer must be installed; see
+    # devstack/pgbouncer.py). "none": directly, with the template's DB_POOLER.
+    db_pooler: Literal["none", "transaction"] = "none"
 
 
 class DevStack:
@@ -61,7 +66,11 @@ class DevStack:
         self.mappings: dict[str, EventSourceMapping] = {}
         self.queue_urls: dict[str, str] = {}
         self.queue_arns: dict[str, str] = {}
+        # The stack's database, direct; the functions' DATABASE_URL, which goes through
+        # PgBouncer when options.db_pooler is "transaction".
         self.database_url = ""
+        self.functions_database_url = ""
+        self.pgbouncer: PgBouncer | None = None
         # The embedded server, when the stack started one (None with DATABASE_URL): the
         # chaos test stops and restarts it.
         self.postgres: EmbeddedPostgres | None = None
@@ -95,6 +104,10 @@ class DevStack:
         # A database of its own, so a shared DATABASE_URL server is never written over.
         self.database_url = create_database(server_url, f"matchstats_{uuid.uuid4().hex[:10]}")
         migrate(self.database_url)
+        self.functions_database_url = self.database_url
+        if self.options.db_pooler == "transaction":
+            self.pgbouncer = self._exit.enter_context(PgBouncer(server_url, "transaction"))
+            self.functions_database_url = self.pgbouncer.url_for(self.database_url)
 
         self.sqs_server = self._exit.enter_context(LocalSqs())
         self.sqs = self.sqs_server.client(max_pool_connections=50)
@@ -221,10 +234,12 @@ class DevStack:
     def _overrides(self, spec: FunctionSpec) -> dict[str, str]:
         overrides = {
             **self.sqs_server.environment(),
-            "DATABASE_URL": self.database_url,
+            "DATABASE_URL": self.functions_database_url,
             "LOG_LEVEL": self.options.log_level,
             "AWS_SAM_LOCAL": "true",
         }
+        if self.options.db_pooler != "none":
+            overrides["DB_POOLER"] = self.options.db_pooler
         if "CRON_SECRET" in spec.environment or "CRON_SECRET_ARN" in spec.environment:
             overrides["CRON_SECRET"] = self.options.cron_secret
         return overrides

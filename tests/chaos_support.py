@@ -195,7 +195,8 @@ class ChaosFigures:
     double_counted: int = 0
     match_points_rows: int = 0
     points_total: int = 0
-    outage_s: float = 0.0
+    outage_s: float | None = None
+    db_pooler: str = "none"
     seconds: dict[str, float] = field(default_factory=dict)
 
     def render(self) -> str:
@@ -211,7 +212,18 @@ class ChaosFigures:
                 f" {poison} poison = {100 * poison / max(self.sent, 1):.1f}%:"
                 f" {', '.join(f'{n} {k}' for k, n in sorted(self.sent_poison.items()))})",
             ),
-            ("database outage", f"{self.outage_s:.1f} s, in the middle of the run"),
+            (
+                "database",
+                "direct"
+                if self.db_pooler == "none"
+                else f"through PgBouncer in {self.db_pooler} mode, DB_POOLER={self.db_pooler}",
+            ),
+            (
+                "database outage",
+                "none"
+                if self.outage_s is None
+                else f"{self.outage_s:.1f} s, in the middle of the run",
+            ),
             (
                 "processed",
                 f"{self.processed} valid messages completed"
