@@ -29,7 +29,13 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from devstack.postgres import database_url, free_port
-from devstack.processes import make_traversable_by_others, spawn, unprivileged_user
+from devstack.processes import (
+    make_traversable_by_others,
+    read_tail,
+    spawn,
+    terminate,
+    unprivileged_user,
+)
 
 PGBOUNCER_BIN_ENV = "MATCHSTATS_PGBOUNCER_BIN"
 INSTALL_HINT = (
@@ -144,13 +150,8 @@ class PgBouncer:
         """Immediate shutdown (SIGTERM) by PID, then delete the temp dir. Idempotent."""
         process, self._process = self._process, None
         try:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=_STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            if process is not None:
+                terminate(process, signal.SIGTERM, _STOP_TIMEOUT_S)
         finally:
             if self.base_dir is not None:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
@@ -208,11 +209,7 @@ class PgBouncer:
         return self.base_dir / "pgbouncer.log"
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except (OSError, PgBouncerError):
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return read_tail(self.log_path, lines) if self.base_dir else ""
 
     # -- internals -------------------------------------------------------------
 

@@ -32,7 +32,9 @@ from psycopg.conninfo import make_conninfo
 from devstack.processes import (
     make_readable_by_others,
     make_traversable_by_others,
+    read_tail,
     spawn,
+    terminate,
     unprivileged_user,
 )
 
@@ -168,16 +170,9 @@ class EmbeddedPostgres:
     def stop_server(self) -> None:
         """Fast-shutdown the postmaster but keep the data dir and port for start_server()."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        # SIGINT is postgres' "fast" shutdown: abort sessions, checkpoint, exit.
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            logger.warning("postgres pid %s ignored SIGINT; killing it", process.pid)
-            process.kill()
-            process.wait()
+        if process is not None:
+            # SIGINT is postgres' "fast" shutdown: abort sessions, checkpoint, exit.
+            terminate(process, signal.SIGINT, _STOP_TIMEOUT_S)
 
     # -- introspection ---------------------------------------------------------
 
@@ -204,11 +199,7 @@ class EmbeddedPostgres:
         return self._base() / "postgres.log"
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except (OSError, EmbeddedPostgresError):
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return read_tail(self.log_path, lines) if self.base_dir else ""
 
     def __enter__(self) -> Self:
         self.start()

@@ -69,6 +69,29 @@ def spawn(
     )
 
 
+def terminate(process: subprocess.Popen[bytes], signum: signal.Signals, timeout_s: float) -> None:
+    """Ask `process` to end with `signum` and wait; kill it if it is still there after
+    `timeout_s`. Nothing if it has already exited."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signum)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        logger.warning("pid %s ignored %s; killing it", process.pid, signum.name)
+        process.kill()
+        process.wait()
+
+
+def read_tail(path: Path, lines: int) -> str:
+    """The last `lines` lines of the log at `path`; "" when it cannot be read."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def make_traversable_by_others(directory: Path) -> None:
     """chmod o+x `directory` and its ancestors where missing, so another user can reach it."""
     fixed = []
