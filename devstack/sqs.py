@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from moto.cloudwatch.models import MetricDatum, MetricDatumBase
+from moto.core.common_models import CloudWatchMetricProvider
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -202,8 +205,11 @@ class _OneRequestAtATime:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         # moto reads the account from this header; a caller that names one keeps it.
         environ.setdefault("HTTP_X_MOTO_ACCOUNT_ID", self._account_id)
-        if environ.get("HTTP_X_AMZ_TARGET") == "AmazonSQS.ReceiveMessage":
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target == "AmazonSQS.ReceiveMessage":
             return self._receive(environ, start_response)
+        if target in _UNSUPPORTED_OPERATIONS:
+            return _unsupported(target, start_response)
         status, headers, body = self._call_locked(environ)
         start_response(status, headers)
         return [body]
@@ -246,6 +252,81 @@ class _OneRequestAtATime:
                 start_response(status, headers)
                 return [body]
             time.sleep(_LONG_POLL_INTERVAL_S)
+
+
+# moto has no message move tasks: it raises NotImplementedError, which its server turns
+# into an HTTP 500 and a traceback on stderr (the `make dev` terminal). SQS answers an
+# operation it does not support with HTTP 400 UnsupportedOperation, which clients take as
+# "not here" (ops.sqs falls back to receive, send, delete) and do not retry.
+_UNSUPPORTED_OPERATIONS = frozenset(
+    {
+        "AmazonSQS.StartMessageMoveTask",
+        "AmazonSQS.ListMessageMoveTasks",
+        "AmazonSQS.CancelMessageMoveTask",
+    }
+)
+
+
+def _unsupported(target: str, start_response: StartResponse) -> list[bytes]:
+    """The SQS JSON protocol's error answer (SQS Developer Guide, "Interpreting Amazon SQS
+    JSON API responses"; the error code from the API Reference of these operations)."""
+    operation = target.rsplit(".", 1)[-1]
+    body = json.dumps(
+        {
+            "__type": "com.amazonaws.sqs#UnsupportedOperation",
+            "message": f"{operation} is not supported by the local SQS",
+        }
+    ).encode()
+    start_response(
+        "400 Bad Request",
+        [
+            ("Content-Type", "application/x-amz-json-1.0"),
+            ("Content-Length", str(len(body))),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+            ("x-amzn-query-error", "AWS.SimpleQueueService.UnsupportedOperation;Sender"),
+        ],
+    )
+    return [body]
+
+
+class _OldestMessageAge(CloudWatchMetricProvider):
+    """AWS/SQS ApproximateAgeOfOldestMessage for every queue of the local SQS, as its
+    CloudWatch would report it, read from moto's queues when a GetMetricData asks: no
+    message is received for it, so no receive count changes. moto's CloudWatch asks each
+    subclass of CloudWatchMetricProvider for its figures; requests reach it one at a time
+    (_OneRequestAtATime), so the queues do not change while they are read.
+
+    The age is that of the oldest message not deleted and not delayed, in flight or not,
+    from its SentTimestamp (a message moved to a dead-letter queue keeps it)."""
+
+    @staticmethod
+    def get_cloudwatch_metrics(account_id: str, region: str) -> list[MetricDatumBase]:
+        backends = sqs_backends.get(account_id)
+        if backends is None or region not in backends:
+            return []
+        now_ms = time.time() * 1000
+        data: list[MetricDatumBase] = []
+        for name, queue in list(backends[region].queues.items()):
+            # moto annotates sent_timestamp as None; it holds epoch milliseconds once sent.
+            stamps: list[Any] = [message.sent_timestamp for message in queue._messages]
+            sent = [
+                int(stamp)
+                for stamp, message in zip(stamps, queue._messages, strict=True)
+                if stamp is not None and not message.delayed
+            ]
+            if not sent:
+                continue
+            data.append(
+                MetricDatum(
+                    namespace="AWS/SQS",
+                    name="ApproximateAgeOfOldestMessage",
+                    value=max(0.0, (now_ms - min(sent)) / 1000),
+                    dimensions=[{"Name": "QueueName", "Value": name}],
+                    timestamp=None,  # now
+                    unit="Seconds",
+                )
+            )
+        return data
 
 
 def _has_messages(body: bytes) -> bool:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import socket
 import textwrap
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from devstack.sqs import (
     LocalSqs,
@@ -21,6 +24,7 @@ from devstack.sqs import (
     queue_specs_from_template,
 )
 from devstack.template import TEMPLATE_PATH
+from ops.sqs import oldest_message_ages
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -234,3 +238,67 @@ def test_each_local_sqs_is_a_loopback_server_with_its_own_queues(
     assert sqs_client.get_queue_url(QueueName="mine")["QueueUrl"]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", other_endpoint.port or 0), timeout=1).close()
+
+
+def test_message_move_tasks_are_refused_as_sqs_refuses_an_unsupported_operation(
+    local_sqs: LocalSqs, sqs_client: SQSClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Given a dead-letter queue on the local SQS, which has no message move tasks
+    [url] = create_queues(sqs_client, [QueueSpec(name=f"moves-{uuid.uuid4().hex[:8]}")]).values()
+    arn = queue_arn(sqs_client, url)
+    capfd.readouterr()
+
+    # When a client lists, starts and cancels move tasks
+    errors = []
+    for call in (
+        lambda: sqs_client.list_message_move_tasks(SourceArn=arn),
+        lambda: sqs_client.start_message_move_task(SourceArn=arn),
+        lambda: sqs_client.cancel_message_move_task(TaskHandle="nothing"),
+    ):
+        with pytest.raises(ClientError) as raised:
+            call()
+        errors.append(raised.value.response)
+
+    # Then each is SQS's answer to an unsupported operation: HTTP 400, not retried
+    for response in errors:
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert response["Error"]["Code"] == "AWS.SimpleQueueService.UnsupportedOperation"
+        assert response["ResponseMetadata"]["RetryAttempts"] == 0
+    # ...and the server printed nothing: no traceback in the terminal that runs it
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err + printed.out
+    assert "not been implemented" not in printed.err + printed.out
+
+
+def test_the_oldest_message_age_is_reported_as_cloudwatch_would_without_a_receive(
+    local_sqs: LocalSqs, sqs_client: SQSClient
+) -> None:
+    # Given a queue holding a message sent two seconds ago, one in flight, and an empty queue
+    specs = [
+        QueueSpec(name=f"aged-{uuid.uuid4().hex[:8]}"),
+        QueueSpec(name=f"idle-{uuid.uuid4().hex[:8]}"),
+    ]
+    aged, idle = create_queues(sqs_client, specs).values()
+    sqs_client.send_message(QueueUrl=aged, MessageBody="oldest")
+    time.sleep(2)
+    sqs_client.send_message(QueueUrl=aged, MessageBody="newer")
+    cloudwatch = boto3.session.Session().client(
+        "cloudwatch",
+        endpoint_url=local_sqs.endpoint_url,
+        region_name=local_sqs.region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+    # When the operator's status asks CloudWatch for ApproximateAgeOfOldestMessage
+    ages = oldest_message_ages(cloudwatch, [aged, idle])
+
+    # Then the busy queue's age is that of its oldest message, the idle one has none
+    assert ages[idle] is None
+    assert ages[aged] is not None
+    assert 2 <= ages[aged] < 10
+    # ...and no message was received to tell it
+    received = sqs_client.receive_message(
+        QueueUrl=aged, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    )["Messages"]
+    assert sorted(m["Attributes"]["ApproximateReceiveCount"] for m in received) == ["1", "1"]
