@@ -76,6 +76,32 @@ again. The consumers tolerate duplicates: points are recomputed from the match's
 current row (idempotent), and refresh requests coalesce. Ctrl-C settles the chunk
 in hand and reports what was moved; run the command again to move the rest."""
 
+DLQ_DISCARD_HELP = """\
+Deletes dead-lettered messages for good: a poison message that no redrive can
+repair (a match that will never exist, a body that is not a points message).
+Without --kind or --id it takes every message in the queue.
+
+It lists what it would delete, by error kind, and asks before deleting unless
+--yes is given; without a terminal to ask at, it refuses. Only the messages it
+listed are deleted: one dead-lettered meanwhile waits for the next look."""
+
+JOBS_HELP = """\
+The job history (table job_history), newest first: one row per run of a points
+message or a refresh request. "outcome" says what became of it: for a refresh
+request executed (a refresh ran for it), covered (skipped: a refresh started after
+the request) or unchanged (skipped: nothing changed since the last refresh); for a
+failed run "retry N of 3 at ..." while its message waits out its backoff (5 s,
+then 10 s), or dead-lettered."""
+
+JOB_SHOW_HELP = """\
+One job's detail: its message body, the error kind and reason of a failure, the
+refresh decision for each view, and every attempt (each delivery of a retried
+message is a run of its own). ID is a job_history id (the first column of
+`matchstats jobs`) or the message id the job ran for; the dead-letter copy of a
+failed message carries that id as matchstats.sourceMessageId, and `matchstats dlq
+show` lists it as "job (source message id)". For a dead-lettered job it also looks
+the copy up in the dead-letter queue (a read that SQS counts as a receive)."""
+
 RECOMPUTE_HELP = """\
 Sends points messages to PointsQueue (SendMessageBatch, 10 a call) for a
 backfill or after a rules change, with a progress bar and a count.
@@ -117,6 +143,21 @@ def _limit(maximum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _selection_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument(
+        "--kind",
+        metavar="KIND",
+        help=f"{verb} only messages of this error kind (as `dlq show` lists them, e.g."
+        f" missing_scores; {dlq.RETRIES_EXHAUSTED} for those SQS moved after 3 receives)",
+    )
+    parser.add_argument(
+        "--id",
+        metavar="ID",
+        help=f"{verb} only this message: its dead-letter message id, or its source message"
+        " id (the job id)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,13 +204,25 @@ def build_parser() -> argparse.ArgumentParser:
         run=commands.show_status
     )
 
-    jobs = command("jobs", "the job history (table job_history), newest first")
+    jobs = command("jobs", "the job history (table job_history), newest first", JOBS_HELP)
     jobs.add_argument("--failed", action="store_true", help="only failed runs")
     jobs.add_argument("--type", choices=("points", "refresh"), help="only this job type")
+    jobs.add_argument("--subject", metavar="TEXT", help="only subjects containing TEXT")
     jobs.add_argument("--limit", type=_limit(1000), default=20, metavar="N", help="default 20")
     jobs.set_defaults(run=commands.jobs)
+    job_actions = jobs.add_subparsers(dest="action", metavar="ACTION")
+    job_show = job_actions.add_parser(
+        "show",
+        help="one job's detail: body, error kind and reason, every attempt",
+        description=JOB_SHOW_HELP,
+        epilog=EPILOG,
+        formatter_class=formatter,
+        parents=[common],
+    )
+    job_show.add_argument("id", help="a job_history id, or the message id the job ran for")
+    job_show.set_defaults(run=commands.job_show)
 
-    dead_letters = command("dlq", "dead-letter queues: show, redrive")
+    dead_letters = command("dlq", "dead-letter queues: show, redrive, discard")
     actions = dead_letters.add_subparsers(dest="action", metavar="ACTION", required=True)
     show = actions.add_parser(
         "show",
@@ -208,7 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a message being copied stays hidden in the dead-letter queue if the"
         f" command dies before deleting it (default {dlq.REDRIVE_HOLD_S})",
     )
+    _selection_arguments(redrive, "move")
     redrive.set_defaults(run=commands.dlq_redrive)
+    discard = actions.add_parser(
+        "discard",
+        help="delete dead-lettered messages for good (asks first unless --yes)",
+        description=DLQ_DISCARD_HELP,
+        epilog=EPILOG,
+        formatter_class=formatter,
+        parents=[common],
+    )
+    discard.add_argument("queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue")
+    _selection_arguments(discard, "discard")
+    discard.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    discard.set_defaults(run=commands.dlq_discard)
 
     points = command("recompute", "enqueue points messages for matches", RECOMPUTE_HELP)
     scope = points.add_mutually_exclusive_group(required=True)

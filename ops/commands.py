@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from matchstats.errors import MatchstatsError
 from matchstats.messages import RefreshReason, RefreshScope
@@ -13,6 +15,7 @@ from matchstats.models import JobHistoryRow, JobStatus
 from matchstats.refresh import ViewDecision
 from matchstats.refresh_requests import enqueue_refresh
 from ops import dlq, recompute, refresh_now, status
+from ops import jobs as job_fates
 from ops.aws import queue_label
 from ops.context import Context
 from ops.render import ProgressBar, age, duration, shorten, table, timestamp
@@ -46,6 +49,13 @@ def show_status(ctx: Context) -> int:
         ctx.queues,
         lambda urls: oldest_message_ages(ctx.aws.cloudwatch, urls),
     )
+    database: status.DatabaseStatus | None = None
+    database_error: MatchstatsError | None = None
+    try:
+        database = status.database_status(ctx.store)
+    except MatchstatsError as exc:
+        database_error = exc
+    now = datetime.now(UTC)
     print("Queues")
     print(
         table(
@@ -57,7 +67,7 @@ def show_status(ctx: Context) -> int:
                     q.depth.in_flight if q.depth else None,
                     q.depth.delayed if q.depth else None,
                     duration(q.oldest_age_s),
-                    q.problem or "",
+                    q.problem or _retry_note(database, q.queue, now),
                 )
                 for q in queues
             ],
@@ -66,12 +76,11 @@ def show_status(ctx: Context) -> int:
     )
     print("  (oldest: CloudWatch ApproximateAgeOfOldestMessage; - without a recent datapoint)")
     print()
-    try:
-        database = status.database_status(ctx.store)
-    except MatchstatsError as exc:
+    if database is None:
+        assert database_error is not None
         # The queue figures above still stand; the error says what is missing.
         print("Views and jobs: database unavailable")
-        return error(str(exc))
+        return error(str(database_error))
     print("Views")
     print(
         table(
@@ -111,23 +120,51 @@ def show_status(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _retry_note(database: status.DatabaseStatus | None, queue: QueueName, now: datetime) -> str:
+    """In flight because they wait out a retry backoff: how many, and the next attempt."""
+    retries = database.retries_of(queue) if database else []
+    if not retries:
+        return ""
+    first = retries[0].next_attempt_at
+    seconds = (first - now).total_seconds()
+    when = f"in {seconds:.0f} s" if seconds > 0 else "due now"
+    return (
+        f"{len(retries)} waiting to retry; next attempt {when} ({first:%H:%M:%S}),"
+        f" {retries[0].run.subject}"
+    )
+
+
 def jobs(ctx: Context) -> int:
     rows = ctx.store.job_history(
         job_type=ctx.args.type,
         status=JobStatus.FAILED if ctx.args.failed else None,
+        subject=ctx.args.subject,
         limit=ctx.args.limit,
     )
     if not rows:
         print("no job runs match")
         return EXIT_OK
     print(_jobs_table(rows, indent=""))
-    print(f"{len(rows)} run(s), newest first")
+    print(f"{len(rows)} run(s), newest first; `matchstats jobs show ID` for one job's detail")
     return EXIT_OK
 
 
 def _jobs_table(rows: Sequence[JobHistoryRow], indent: str = "  ") -> str:
+    now = datetime.now(UTC)
+    fate_by_id = job_fates.fates(rows)
     return table(
-        ("id", "finished", "type", "status", "subject", "attempts", "took", "job id", "error"),
+        (
+            "id",
+            "finished",
+            "type",
+            "status",
+            "subject",
+            "attempts",
+            "took",
+            "outcome",
+            "job id",
+            "error",
+        ),
         [
             (
                 j.id,
@@ -137,13 +174,77 @@ def _jobs_table(rows: Sequence[JobHistoryRow], indent: str = "  ") -> str:
                 j.subject,
                 j.attempts,
                 duration(j.duration_ms / 1000),
+                job_fates.describe_fate(j, fate_by_id[j.id], now),
                 shorten(j.job_id, 40),
-                j.error or "",
+                f"{j.error_kind}: {j.error}" if j.error_kind and j.error else j.error or "",
             )
             for j in rows
         ],
         indent=indent,
     )
+
+
+def job_show(ctx: Context) -> int:
+    runs = ctx.store.job_runs(ctx.args.id)
+    if not runs:
+        return error(
+            f"no job run with id {ctx.args.id} (a job_history id or the message id it ran"
+            " for; the history keeps the last 100 completed and 50 failed runs of each type)"
+        )
+    latest = runs[-1]
+    now = datetime.now(UTC)
+    fate = job_fates.fate_of(latest)
+    print(f"job {latest.job_id} ({latest.job_type}): {latest.subject or '-'}")
+    print(f"  state      {job_fates.describe_fate(latest, fate, now)}")
+    if latest.view_outcomes:
+        for view, outcome in sorted(latest.view_outcomes.items()):
+            print(f"  {view:<24} {outcome.value}")
+    if latest.error:
+        print(f"  error kind {latest.error_kind or '-'}")
+        print(f"  reason     {latest.error}")
+    print(f"  body       {latest.body if latest.body is not None else '- (not recorded)'}")
+    print()
+    print(
+        table(
+            ("run", "started", "finished", "attempt", "status", "took", "error"),
+            [
+                (
+                    run.id,
+                    run.started_at,
+                    run.finished_at,
+                    run.attempts,
+                    run.status.value,
+                    duration(run.duration_ms / 1000),
+                    run.error or "",
+                )
+                for run in runs
+            ],
+            indent="  ",
+        )
+    )
+    if fate.fate is job_fates.Fate.DEAD_LETTERED:
+        _print_dead_letter_copy(ctx, latest)
+    return EXIT_OK
+
+
+def _print_dead_letter_copy(ctx: Context, run: JobHistoryRow) -> None:
+    """Where the failed job's message waits now: its copy in the dead-letter queue."""
+    pair = DEAD_LETTER_PAIRS[run.job_type]
+    try:
+        url = ctx.settings.queue_url(pair.dead_letter)
+        copies = dlq.select(ctx.queues, url, dlq.Selection(message_id=run.job_id))
+    except MatchstatsError as exc:
+        print(f"\n  dead-letter copy: not looked up ({exc})")
+        return
+    print()
+    if not copies:
+        print(f"  dead-letter copy: none in {pair.dead_letter.value} (discarded or redriven)")
+    for copy in copies:
+        print(
+            f"  dead-letter copy: message {copy.message_id} in {pair.dead_letter.value}"
+            f" (matchstats.sourceMessageId {copy.source_message_id}); redrive it with"
+            f" `matchstats dlq redrive {run.job_type} --id {copy.message_id}`"
+        )
 
 
 def dlq_show(ctx: Context) -> int:
@@ -156,14 +257,24 @@ def dlq_show(ctx: Context) -> int:
     now = time.time()
     print(
         table(
-            ("message id", "sent", "receives", "source receives", "kind", "body", "reason"),
+            (
+                "message id",
+                "job (source message id)",
+                "sent",
+                "receives",
+                "source receives",
+                "kind",
+                "body",
+                "reason",
+            ),
             [
                 (
                     m.message_id,
+                    m.source_message_id,
                     f"{duration(now - m.sent_at.timestamp())} ago" if m.sent_at else None,
                     m.receive_count,
                     m.source_receive_count,
-                    m.error_kind,
+                    m.kind,
                     shorten(m.body, 60),
                     m.reason or "none attached: moved by SQS after repeated failures",
                 )
@@ -184,6 +295,25 @@ def dlq_redrive(ctx: Context) -> int:
     dead_letter_url = ctx.settings.queue_url(pair.dead_letter)
     source_url = ctx.settings.queue_url(pair.source)
     method = dlq.RedriveMethod(ctx.args.method)
+    selection = _selection(ctx)
+    if selection is not None:
+        if method is dlq.RedriveMethod.MOVE_TASK or ctx.args.limit is not None:
+            return error(
+                "--kind and --id move the messages they select by copy; leave out --method"
+                " move-task and --limit",
+                EXIT_USAGE,
+            )
+        moved = dlq.redrive_selected(ctx.queues, dead_letter_url, source_url, selection)
+        print(
+            f"moved {moved.done} of {len(moved.selected)} message(s) {selection.describe()}"
+            f" from {pair.dead_letter.value} to {pair.source.value} (copy)"
+        )
+        if moved.left_behind:
+            return error(
+                f"{moved.left_behind} message(s) were copied but could not be deleted from"
+                f" {pair.dead_letter.value}; the next redrive sends them again"
+            )
+        return EXIT_OK
     if method is dlq.RedriveMethod.MOVE_TASK and ctx.args.limit is not None:
         return error("--limit needs --method copy or auto: a move task moves them all", EXIT_USAGE)
     bar = ProgressBar(f"{pair.dead_letter.value} -> {pair.source.value}")
@@ -212,6 +342,47 @@ def dlq_redrive(ctx: Context) -> int:
             f"{result.left_behind} message(s) were copied but could not be deleted from"
             f" {pair.dead_letter.value}; they reappear there in {ctx.args.hold} s and the next"
             " redrive sends them again (a duplicate the consumers tolerate)"
+        )
+    return EXIT_OK
+
+
+def _selection(ctx: Context) -> dlq.Selection | None:
+    kind: str | None = getattr(ctx.args, "kind", None)
+    message_id: str | None = getattr(ctx.args, "id", None)
+    if kind is None and message_id is None:
+        return None
+    return dlq.Selection(kind=kind, message_id=message_id)
+
+
+def dlq_discard(ctx: Context) -> int:
+    pair = DEAD_LETTER_PAIRS[ctx.args.queue]
+    url = ctx.settings.queue_url(pair.dead_letter)
+    selection = _selection(ctx) or dlq.Selection()
+    chosen = dlq.select(ctx.queues, url, selection)
+    if not chosen:
+        print(f"no message {selection.describe()} in {pair.dead_letter.value}: nothing to discard")
+        return EXIT_OK
+    kinds = Counter(letter.kind for letter in chosen)
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    print(f"{len(chosen)} message(s) {selection.describe()} in {pair.dead_letter.value}: {summary}")
+    if not ctx.args.yes:
+        if not sys.stdin.isatty():
+            return error(
+                "not discarding without confirmation: run it at a terminal, or add --yes",
+                EXIT_USAGE,
+            )
+        answer = input("Discard them for good? This cannot be undone. [y/N] ")
+        if answer.strip().lower() not in {"y", "yes"}:
+            print("nothing discarded")
+            return EXIT_OK
+    # Exactly the messages listed: one that arrives meanwhile was not confirmed.
+    confirmed = dlq.Selection(confirmed_ids=frozenset(letter.message_id for letter in chosen))
+    result = dlq.discard(ctx.queues, url, confirmed)
+    print(f"discarded {result.done} of {len(chosen)} message(s) from {pair.dead_letter.value}")
+    if result.done < len(chosen):
+        return error(
+            f"{len(chosen) - result.done} message(s) could not be discarded (received"
+            " meanwhile by another reader, or the delete failed); run it again"
         )
     return EXIT_OK
 

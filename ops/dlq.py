@@ -28,6 +28,7 @@ from matchstats.errors import QueueUnavailableError
 from matchstats.queues import (
     ERROR_KIND_ATTRIBUTE,
     REASON_ATTRIBUTE,
+    SOURCE_MESSAGE_ID_ATTRIBUTE,
     SOURCE_RECEIVE_COUNT_ATTRIBUTE,
     message_size,
     pack_requests,
@@ -35,6 +36,9 @@ from matchstats.queues import (
 from ops.aws import queue_label
 from ops.sqs import MoveTask, MoveTaskUnsupportedError, OpsQueues, OutgoingCopy, QueueMessage
 
+# The error kind of a message that carries none: SQS moved it after its last allowed
+# receive failed (transient failures), keeping its message id.
+RETRIES_EXHAUSTED = "retries_exhausted"
 # Our attributes describe one dead-lettering; they are not sent back with the message.
 OWN_ATTRIBUTE_PREFIX = "matchstats."
 # How long a message read by `show` or being moved by a redrive stays hidden if the
@@ -57,6 +61,44 @@ class DeadLetter:
     error_kind: str | None
     reason: str | None
     body: str
+    # The message id on the source queue, which job_history knows as the job id: the
+    # matchstats.sourceMessageId of a consumer's copy, or the message's own id when SQS
+    # moved it (a move keeps the id).
+    source_message_id: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The error kind to group and select by; RETRIES_EXHAUSTED when none is attached."""
+        return self.error_kind or RETRIES_EXHAUSTED
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters an action takes: all, those of one error kind, and/or the one
+    whose dead-letter or source message id is `message_id`."""
+
+    kind: str | None = None
+    message_id: str | None = None
+    # When given, only these dead-letter message ids (what an operator confirmed).
+    confirmed_ids: frozenset[str] | None = None
+
+    def matches(self, letter: DeadLetter) -> bool:
+        if self.kind is not None and letter.kind != self.kind:
+            return False
+        if self.message_id is not None and self.message_id not in (
+            letter.message_id,
+            letter.source_message_id,
+        ):
+            return False
+        return self.confirmed_ids is None or letter.message_id in self.confirmed_ids
+
+    def describe(self) -> str:
+        parts = []
+        if self.kind is not None:
+            parts.append(f"of kind {self.kind}")
+        if self.message_id is not None:
+            parts.append(f"with id {self.message_id}")
+        return " ".join(parts) or "all"
 
 
 @dataclass(frozen=True)
@@ -321,6 +363,9 @@ _ATTRIBUTE_KEYS = ("DataType", "StringValue", "BinaryValue")
 def _dead_letter(message: QueueMessage) -> DeadLetter:
     source_count = message.string_attribute(SOURCE_RECEIVE_COUNT_ATTRIBUTE)
     return DeadLetter(
+        source_message_id=(
+            message.string_attribute(SOURCE_MESSAGE_ID_ATTRIBUTE) or message.message_id
+        ),
         message_id=message.message_id,
         sent_at=message.sent_at,
         receive_count=message.receive_count,
@@ -328,4 +373,127 @@ def _dead_letter(message: QueueMessage) -> DeadLetter:
         error_kind=message.string_attribute(ERROR_KIND_ATTRIBUTE),
         reason=message.string_attribute(REASON_ATTRIBUTE),
         body=message.body,
+    )
+
+
+# --------------------------------------------------------------------- selected messages
+
+
+@dataclass(frozen=True)
+class SelectedResult:
+    """What an action on selected dead letters did. `done` were discarded or moved;
+    `left_behind` were copied to the source but could not be deleted (they reappear in
+    the dead-letter queue after the hold and a later redrive sends them again)."""
+
+    selected: list[DeadLetter]
+    done: int
+    left_behind: int = 0
+
+
+class _Scan:
+    """Receives every message of a dead-letter queue, holding each one hidden, so that no
+    message is seen twice; whatever is not settled is made visible again on exit."""
+
+    def __init__(self, queues: OpsQueues, url: str, hold_s: int, limit: int) -> None:
+        self._queues = queues
+        self._url = url
+        self._hold_s = hold_s
+        self._limit = limit
+        self.held: dict[str, QueueMessage] = {}
+
+    def __enter__(self) -> _Scan:
+        try:
+            while len(self.held) < self._limit:
+                batch = self._queues.receive(
+                    self._url,
+                    self._limit - len(self.held),
+                    visibility_timeout_s=self._hold_s,
+                    wait_s=1,
+                )
+                if not batch:
+                    break
+                for message in batch:
+                    self.held.setdefault(message.message_id, message)
+        except BaseException:
+            self._queues.release(self._url, list(self.held.values()))
+            raise
+        return self
+
+    def settled(self, message_ids: set[str]) -> None:
+        for message_id in message_ids:
+            self.held.pop(message_id, None)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._queues.release(self._url, list(self.held.values()))
+
+
+MAX_SCAN = 1000
+
+
+def select(
+    queues: OpsQueues, dead_letter_url: str, selection: Selection, *, limit: int = MAX_SCAN
+) -> list[DeadLetter]:
+    """The dead letters `selection` takes (of the first `limit` read), left in place."""
+    with _Scan(queues, dead_letter_url, SHOW_HOLD_S, limit) as scan:
+        letters = [_dead_letter(message) for message in scan.held.values()]
+    return [letter for letter in letters if selection.matches(letter)]
+
+
+def discard(
+    queues: OpsQueues,
+    dead_letter_url: str,
+    selection: Selection,
+    *,
+    limit: int = MAX_SCAN,
+    hold_s: int = REDRIVE_HOLD_S,
+) -> SelectedResult:
+    """Deletes the dead letters `selection` takes; every other message read is made
+    visible again. A discarded message is gone for good (that is the point: a poison
+    message that no redrive can repair)."""
+    with _Scan(queues, dead_letter_url, hold_s, limit) as scan:
+        chosen = [m for m in scan.held.values() if selection.matches(_dead_letter(m))]
+        not_deleted = queues.delete_batch(dead_letter_url, chosen)
+        scan.settled({m.message_id for m in chosen} - not_deleted)
+    return SelectedResult(
+        selected=[_dead_letter(m) for m in chosen], done=len(chosen) - len(not_deleted)
+    )
+
+
+def redrive_selected(
+    queues: OpsQueues,
+    dead_letter_url: str,
+    source_url: str,
+    selection: Selection,
+    *,
+    limit: int = MAX_SCAN,
+    hold_s: int = REDRIVE_HOLD_S,
+) -> SelectedResult:
+    """Moves the dead letters `selection` takes back to `source_url` (send, then delete
+    what the send confirmed, 10 at a time: at-least-once, as `redrive`); every other
+    message read is made visible again."""
+    moved = left_behind = 0
+    with _Scan(queues, dead_letter_url, hold_s, limit) as scan:
+        chosen = [m for m in scan.held.values() if selection.matches(_dead_letter(m))]
+        for start in range(0, len(chosen), 10):
+            chunk = {str(index): m for index, m in enumerate(chosen[start : start + 10])}
+            sent, failed = queues.send_batch(
+                source_url,
+                [
+                    OutgoingCopy(entry_id, m.body, _forwarded_attributes(m))
+                    for entry_id, m in chunk.items()
+                ],
+            )
+            confirmed = [chunk[entry_id] for entry_id in sorted(sent, key=int)]
+            not_deleted = queues.delete_batch(dead_letter_url, confirmed)
+            scan.settled({m.message_id for m in confirmed})
+            moved += len(confirmed) - len(not_deleted)
+            left_behind += len(not_deleted)
+            if failed:
+                first = next(iter(failed.values()))
+                raise QueueUnavailableError(
+                    f"{queue_label(source_url)} refused {len(failed)} message(s) ({first});"
+                    f" they stay in {queue_label(dead_letter_url)}"
+                )
+    return SelectedResult(
+        selected=[_dead_letter(m) for m in chosen], done=moved, left_behind=left_behind
     )

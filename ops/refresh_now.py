@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from matchstats.db.jobs import JobStore
 from matchstats.db.refresh import RefreshStore
 from matchstats.messages import RefreshMessage, RefreshReason, RefreshScope
-from matchstats.models import JobRecord, JobStatus
-from matchstats.refresh import ViewDecision, decide, skip_reason
+from matchstats.models import JobRecord, JobStatus, RefreshOutcome
+from matchstats.refresh import ViewDecision, decide, request_outcome, skip_reason
 
 # A refresh Lambda holding the view's lock finishes within its own timeout (120 s).
 LOCK_WAIT_MS = 150_000
@@ -54,6 +54,7 @@ def refresh_now(
             runs.append(ViewRun(view_name, skip_reason(state, [request]), None))
         else:
             runs.append(ViewRun(view_name, ViewDecision.EXECUTED, done.duration_ms))
+    views = {run.view_name: RefreshOutcome(run.decision.value) for run in runs}
     jobs.record(
         "refresh",
         [
@@ -62,6 +63,9 @@ def refresh_now(
                 subject=f"refresh {scope.value} ({RefreshReason.MANUAL.value})",
                 status=JobStatus.COMPLETED,
                 attempts=1,
+                body=request.to_body(),
+                outcome=request_outcome(views.values()),
+                view_outcomes=views,
             )
         ],
         started_at=started_at,

@@ -7,15 +7,19 @@ figures on screen, and the other way round.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from matchstats.db.ops import OpsStore, ViewStatusRow
 from matchstats.errors import MatchstatsError
 from matchstats.models import JobHistoryRow, JobStatus
+from ops.jobs import PendingRetry, pending_retries
 from ops.settings import OpsSettings, QueueName
 from ops.sqs import OpsQueues, QueueDepth
 
 RECENT_FAILURES = 5
+RETRY_LOOKBACK = timedelta(minutes=5)
+RETRY_SCAN_LIMIT = 1000
 
 OldestAges = Callable[[Sequence[str]], dict[str, float | None]]
 
@@ -32,6 +36,11 @@ class QueueStatus:
 class DatabaseStatus:
     views: list[ViewStatusRow]
     recent_failures: list[JobHistoryRow]
+    # Messages in flight only because they wait out a retry backoff, soonest first.
+    retries: list[PendingRetry] = field(default_factory=list)
+
+    def retries_of(self, queue: QueueName) -> list[PendingRetry]:
+        return [retry for retry in self.retries if retry.queue is queue]
 
 
 def queue_statuses(
@@ -59,7 +68,13 @@ def queue_statuses(
 
 
 def database_status(store: OpsStore, recent_failures: int = RECENT_FAILURES) -> DatabaseStatus:
+    views = store.view_status()
+    # A backoff is at most 10 s and a run is recorded when it ends, so the last minutes'
+    # runs hold every failure still waiting and any later run of the same message.
+    now = views[0].now if views else datetime.now(UTC)
+    recent = store.job_history(since=now - RETRY_LOOKBACK, limit=RETRY_SCAN_LIMIT)
     return DatabaseStatus(
-        views=store.view_status(),
+        views=views,
         recent_failures=store.job_history(status=JobStatus.FAILED, limit=recent_failures),
+        retries=pending_retries(recent),
     )

@@ -4,8 +4,10 @@ refresh, and bad input answered with one line and an exit status."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
+import re
 import subprocess
 import uuid
 from collections import Counter
@@ -19,7 +21,7 @@ import psycopg
 import pytest
 
 from calculate_points import app
-from devstack.esm import EventSourceMapping
+from devstack.esm import EventSourceMapping, lambda_sqs_record
 from devstack.lambda_context import LambdaContext
 from devstack.oracle import actual_match_points, expected_match_points
 from devstack.postgres import create_database, drop_database, free_port
@@ -28,6 +30,7 @@ from devstack.sqs import LocalSqs
 from matchstats.queues import pack_requests
 from ops.aws import Aws
 from ops.cli import main
+from refresh_views import app as refresh_app
 from tests.conftest import truncate_all
 from tests.factories import points_bodies, sqs_event
 from tests.stack import Stack, function_environment
@@ -757,3 +760,212 @@ def test_unreachable_database_endpoint_or_missing_configuration_is_one_line_and_
     assert "cannot connect to the database" in partial.err
     assert "PointsDeadLetterQueue" in partial.out
     assert "database unavailable" in partial.out
+
+
+# --- discard, job detail, refresh outcomes, retries (issue 13) ----------------------------
+
+
+class Terminal(io.StringIO):
+    """Standard input at a terminal, answering the confirmation with `answer`."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(answer + "\n")
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_dlq_discard_deletes_a_poison_message_by_kind_or_id_after_asking(
+    capsys: pytest.CaptureFixture[str],
+    stack: Stack,
+    db: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given two messages dead-lettered for missing scores and one poison: an unknown match
+    matches = season(db).match_ids[:2]
+    dead_letter_points(db, matches)
+    invoke_points(points_bodies(999_999))
+    assert stack.depth("PointsDeadLetterQueue")["visible"] == 3
+
+    # When the operator discards the unknown-match kind without a terminal to confirm at
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    refused = cli(capsys, "dlq", "discard", "points", "--kind", "match_not_found")
+    # ...then with --yes
+    by_kind = cli(capsys, "dlq", "discard", "points", "--kind", "match_not_found", "--yes")
+
+    # Then the first refused and kept everything, the second deleted exactly the poison
+    assert refused.code == 2
+    assert "without confirmation" in refused.err
+    assert "1 message(s) of kind match_not_found" in refused.out
+    assert by_kind.code == 0, by_kind.err
+    assert "discarded 1 of 1" in by_kind.out
+    left = peek(stack, "PointsDeadLetterQueue")
+    assert sorted(bodies(left)) == sorted(points_bodies(*matches))
+
+    # When the operator discards one of the others by its job id, and says no, then yes
+    job_id = left[0]["MessageAttributes"]["matchstats.sourceMessageId"]["StringValue"]
+    monkeypatch.setattr("sys.stdin", Terminal("n"))
+    declined = cli(capsys, "dlq", "discard", "points", "--id", job_id)
+    monkeypatch.setattr("sys.stdin", Terminal("y"))
+    confirmed = cli(capsys, "dlq", "discard", "points", "--id", job_id)
+
+    # Then only the confirmed one went, and the last message stays
+    assert declined.code == 0
+    assert "nothing discarded" in declined.out
+    assert confirmed.code == 0, confirmed.err
+    assert "discarded 1 of 1" in confirmed.out
+    assert bodies(peek(stack, "PointsDeadLetterQueue")) == [left[1]["Body"]]
+
+
+def test_redrive_by_id_moves_only_the_repaired_message(
+    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+) -> None:
+    # Given two messages dead-lettered for missing scores, and one match since repaired
+    repaired, still_bad = season(db).match_ids[:2]
+    dead_letter_points(db, [repaired, still_bad])
+    complete_matches(db, [repaired], random.Random(8))
+    shown = cli(capsys, "dlq", "show", "points")
+    row = next(line for line in shown.out.splitlines() if f'"matchId": {repaired}' in line)
+    dead_letter_id = row.split()[0]
+
+    # When the operator redrives that one message by its dead-letter message id
+    redriven = cli(capsys, "dlq", "redrive", "points", "--id", dead_letter_id)
+
+    # Then it alone went back to PointsQueue, and once consumed its points exist
+    assert redriven.code == 0, redriven.err
+    assert f"moved 1 of 1 message(s) with id {dead_letter_id}" in redriven.out
+    assert bodies(peek(stack, "PointsDeadLetterQueue")) == points_bodies(still_bad)
+    consume_points(stack)
+    points = db.execute(
+        "SELECT count(*) FROM match_points WHERE match_id = %s", (repaired,)
+    ).fetchone()
+    assert points == (2,)
+
+
+def test_jobs_show_gives_body_kind_reason_and_the_dead_letter_copy(
+    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+) -> None:
+    # Given a points message dead-lettered because its match has no scores
+    [match] = season(db).match_ids[:1]
+    dead_letter_points(db, [match])
+    [copy] = peek(stack, "PointsDeadLetterQueue")
+    job_id = copy["MessageAttributes"]["matchstats.sourceMessageId"]["StringValue"]
+    shown = cli(capsys, "dlq", "show", "points")
+    history_id = db.execute("SELECT id FROM job_history WHERE job_id = %s", (job_id,)).fetchone()
+    assert history_id is not None
+
+    # When the operator looks the job up by the id `dlq show` names, and by its history id
+    by_job_id = cli(capsys, "jobs", "show", job_id)
+    by_row = cli(capsys, "jobs", "show", str(history_id[0]))
+    unknown = cli(capsys, "jobs", "show", "no-such-job")
+
+    # Then the dead-letter listing names the job, whose copy has an id of its own
+    assert copy["MessageId"] != job_id
+    assert job_id in shown.out
+    # ...and the job's detail has its body, error kind and reason, and the copy's id
+    assert by_job_id.code == by_row.code == 0, by_job_id.err
+    assert by_job_id.out == by_row.out
+    assert json.dumps({"matchId": match}) in by_job_id.out
+    assert "error kind missing_scores" in by_job_id.out
+    assert f"match {match} is completed without both scores" in by_job_id.out
+    assert "dead-lettered" in by_job_id.out
+    assert f"dead-letter copy: message {copy['MessageId']}" in by_job_id.out
+    assert unknown.code == 1
+    assert "no job run with id no-such-job" in unknown.err
+
+
+def refresh_request(reason: str, requested_at: str) -> str:
+    return json.dumps({"scope": "all", "reason": reason, "requestedAt": requested_at})
+
+
+def test_refresh_jobs_say_whether_their_refresh_ran_was_covered_or_unchanged(
+    capsys: pytest.CaptureFixture[str],
+    stack: Stack,
+    db: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given RefreshViewsFunction, and points that changed after a database clock reading
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.urls["RefreshDeadLetterQueue"])
+    refresh_app.dependencies.cache_clear()
+    matches = season(db).match_ids[:4]
+    complete_matches(db, matches, random.Random(9))
+    invoke_points(points_bodies(*matches))
+    clock = db.execute("SELECT clock_timestamp()").fetchone()
+    assert clock is not None
+    changed_by = clock[0].isoformat()
+
+    # When a points request refreshes the views, the same request comes again (a refresh
+    # has started since it was made), and the schedule asks with nothing changed since
+    for body in (
+        refresh_request("points", changed_by),
+        refresh_request("points", changed_by),
+        refresh_request("schedule", changed_by),
+    ):
+        context = LambdaContext.for_invocation("RefreshViewsFunction", 120)
+        refresh_app.lambda_handler(sqs_event([body], template="refresh-views.json"), context)
+    refresh_app.dependencies.cache_clear()
+    listed = cli(capsys, "jobs", "--type", "refresh")
+    latest = db.execute(
+        "SELECT job_id FROM job_history WHERE job_type = 'refresh' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert latest is not None
+    detail = cli(capsys, "jobs", "show", latest[0])
+
+    # Then the history tells the three apart, newest first
+    assert listed.code == 0, listed.err
+    outcomes = [
+        word
+        for line in listed.out.splitlines()
+        if "refresh all" in line
+        for word in line.split()
+        if word in {"executed", "covered", "unchanged"}
+    ]
+    assert outcomes == ["unchanged", "covered", "executed"]
+    # ...and a job's detail names each view's decision
+    assert detail.code == 0, detail.err
+    assert "state      unchanged" in detail.out
+    assert re.search(r"competition_standings\s+unchanged", detail.out)
+    assert re.search(r"competitor_stats\s+unchanged", detail.out)
+
+
+def receive_as_event(stack: Stack, queue: str) -> dict[str, Any]:
+    """What the event source mapping would hand the function: the queue's messages, received."""
+    messages = stack.sqs.receive_message(
+        QueueUrl=stack.urls[queue],
+        MaxNumberOfMessages=10,
+        MessageSystemAttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    )["Messages"]
+    return {"Records": [lambda_sqs_record(m, stack.arns[queue], "us-east-1") for m in messages]}
+
+
+def test_a_retry_waiting_its_backoff_shows_its_next_attempt(
+    capsys: pytest.CaptureFixture[str],
+    stack: Stack,
+    db: psycopg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a points message whose batch committed but could not ask for a refresh (the
+    # refresh queue is gone): a transient failure, retried after a 5 s backoff
+    [match] = season(db).match_ids[:1]
+    complete_matches(db, [match], random.Random(10))
+    stack.send("PointsQueue", points_bodies(match))
+    monkeypatch.setenv("REFRESH_QUEUE_URL", f"{stack.urls['RefreshQueue']}-gone")
+    app.dependencies.cache_clear()
+    context = LambdaContext.for_invocation("CalculatePointsFunction", 120)
+    app.lambda_handler(receive_as_event(stack, "PointsQueue"), context)
+    monkeypatch.setenv("REFRESH_QUEUE_URL", stack.urls["RefreshQueue"])
+    app.dependencies.cache_clear()
+
+    # When the operator asks for the status and the failed jobs
+    status = cli(capsys, "status")
+    failed = cli(capsys, "jobs", "--failed")
+
+    # Then PointsQueue counts the message in flight, and says it waits to retry, and when
+    assert status.code == 0, status.err
+    row = next(line for line in status.out.splitlines() if line.strip().startswith("PointsQueue"))
+    assert row.split()[1:3] == ["0", "1"]
+    assert re.search(rf"1 waiting to retry; next attempt in [1-5] s .*match {match}", row)
+    # ...and the job lists its next attempt and its error kind
+    assert re.search(r"retry 2 of 3 at \d\d:\d\d:\d\d \(in [1-5] s\)", failed.out)
+    assert "queue_unavailable" in failed.out

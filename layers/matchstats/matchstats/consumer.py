@@ -204,6 +204,8 @@ def record_failures(
                 status=JobStatus.FAILED,
                 attempts=message.receive_count,
                 error=str(error),
+                error_kind=error.kind,
+                body=message.body,
             )
             for message, subject, error in failures
         ],

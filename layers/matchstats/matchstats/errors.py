@@ -8,9 +8,14 @@ so its message is retried with backoff and dead-lettered by SQS after 3 receives
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class MatchstatsError(Exception):
-    """Base of every error matchstats raises on purpose."""
+    """Base of every error matchstats raises on purpose; `kind` is a stable,
+    machine-readable reason code (job_history.error_kind, matchstats.errorKind)."""
+
+    kind: ClassVar[str] = "error"
 
 
 class ConfigurationError(MatchstatsError):
@@ -18,7 +23,7 @@ class ConfigurationError(MatchstatsError):
 
 
 class PermanentError(MatchstatsError):
-    """Retrying cannot help; `kind` is a stable, machine-readable reason code."""
+    """Retrying cannot help."""
 
     kind = "permanent"
 
@@ -38,19 +43,29 @@ class MissingScoresError(PermanentError):
 class TransientError(MatchstatsError):
     """May pass on a later attempt."""
 
+    kind = "transient"
+
 
 class DatabaseUnavailableError(TransientError):
     """The database could not be reached, or the statement timed out or hit a lock."""
+
+    kind = "database_unavailable"
 
 
 class QueueUnavailableError(TransientError):
     """A message could not be sent to, or changed on, a queue."""
 
+    kind = "queue_unavailable"
+
 
 class DeadlineError(TransientError):
     """Too little of the invocation's time is left to finish safely."""
+
+    kind = "deadline"
 
 
 class UnexpectedError(TransientError):
     """An error nobody foresaw, of any type: its batch is retried with backoff rather than
     the invocation failing (SPEC section 4)."""
+
+    kind = "unexpected"

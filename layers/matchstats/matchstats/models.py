@@ -35,6 +35,8 @@ class PointsJob(_Model):
     match_id: int | None
     attempts: int
     parse_error: str | None = None
+    # Kept in job_history for the job's detail.
+    body: str | None = None
 
 
 class PointsOutcomeKind(StrEnum):
@@ -61,12 +63,25 @@ class PointsBatchWrite(_Model):
     change_seq: int | None
 
 
+class RefreshOutcome(StrEnum):
+    """What became of a refresh request (job_history.outcome)."""
+
+    EXECUTED = "executed"  # a refresh of one of its views ran for it
+    COVERED = "covered"  # skipped: a refresh started after the request was made
+    UNCHANGED = "unchanged"  # skipped: nothing changed since the last refresh
+
+
 class JobRecord(_Model):
     job_id: str
     subject: str
     status: JobStatus
     attempts: int
     error: str | None = None
+    error_kind: str | None = None
+    body: str | None = None
+    outcome: RefreshOutcome | None = None
+    # View name -> its decision, for a refresh request.
+    view_outcomes: dict[str, RefreshOutcome] | None = None
 
 
 class JobHistoryRow(_Model):
@@ -80,6 +95,10 @@ class JobHistoryRow(_Model):
     started_at: datetime
     finished_at: datetime
     duration_ms: int
+    error_kind: str | None = None
+    body: str | None = None
+    outcome: RefreshOutcome | None = None
+    view_outcomes: dict[str, RefreshOutcome] | None = None
 
 
 class ViewState(_Model):

@@ -129,9 +129,13 @@ def _to_job(message: ReceivedMessage) -> PointsJob:
             match_id=None,
             attempts=message.receive_count,
             parse_error=str(exc),
+            body=message.body,
         )
     return PointsJob(
-        job_id=message.message_id, match_id=parsed.match_id, attempts=message.receive_count
+        job_id=message.message_id,
+        match_id=parsed.match_id,
+        attempts=message.receive_count,
+        body=message.body,
     )
 
 

@@ -9,7 +9,7 @@ Other requests (schedule, API, operator) count as made when the refresher reads 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,7 +28,14 @@ from matchstats.db.jobs import JobStore
 from matchstats.db.refresh import REFRESHABLE_VIEWS, RefreshStore
 from matchstats.errors import DeadlineError, InvalidMessageError, TransientError
 from matchstats.messages import RefreshMessage, RefreshReason, parse_refresh_message
-from matchstats.models import JobRecord, JobStatus, ReceivedMessage, ViewRefreshRecord, ViewState
+from matchstats.models import (
+    JobRecord,
+    JobStatus,
+    ReceivedMessage,
+    RefreshOutcome,
+    ViewRefreshRecord,
+    ViewState,
+)
 from matchstats.observability import logger
 from matchstats.outcomes import BatchResult, Disposition, RecordResult
 from matchstats.queues import Queues
@@ -127,6 +134,11 @@ def _refresh(
             result.views.append(outcome)
 
     by_id = {message.message_id: message for message in messages}
+    decisions = {
+        view.view_name: RefreshOutcome(view.decision.value)
+        for view in result.views
+        if view.decision is not ViewDecision.FAILED
+    }
     retry: list[tuple[ReceivedMessage, str, TransientError]] = []
     completed: list[JobRecord] = []
     for message_id, request in requests.items():
@@ -137,12 +149,16 @@ def _refresh(
             result.records[message_id] = RecordResult(Disposition.RETRY, error)
         else:
             result.records[message_id] = RecordResult(Disposition.COMPLETED)
+            views = {view: decisions[view] for view in request.scope.views}
             completed.append(
                 JobRecord(
                     job_id=message_id,
                     subject=subject,
                     status=JobStatus.COMPLETED,
                     attempts=by_id[message_id].receive_count,
+                    body=by_id[message_id].body,
+                    outcome=request_outcome(views.values()),
+                    view_outcomes=views,
                 )
             )
 
@@ -180,6 +196,8 @@ def _refresh(
             status=JobStatus.FAILED,
             attempts=message.receive_count,
             error=str(error),
+            error_kind=error.kind,
+            body=message.body,
         )
         for message, error in invalid
         if message.message_id not in dead_letters.not_sent
@@ -242,6 +260,17 @@ def _refresh_one(
     return ViewOutcome(
         view_name, ViewDecision.EXECUTED, len(requests), done.duration_ms, freshness_ms
     )
+
+
+def request_outcome(decisions: Iterable[RefreshOutcome]) -> RefreshOutcome:
+    """A request's outcome from its views' decisions: executed when any of its views was
+    refreshed for it, else covered when any refresh had already covered it, else
+    unchanged."""
+    seen = set(decisions)
+    for outcome in (RefreshOutcome.EXECUTED, RefreshOutcome.COVERED):
+        if outcome in seen:
+            return outcome
+    return RefreshOutcome.UNCHANGED
 
 
 def effective_requested_at(request: RefreshMessage, state: ViewState) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -42,6 +43,13 @@ class JobStore:
                     "statuses": [r.status.value for r in records],
                     "attempts": [r.attempts for r in records],
                     "errors": [r.error for r in records],
+                    "error_kinds": [r.error_kind for r in records],
+                    "bodies": [r.body for r in records],
+                    "outcomes": [r.outcome.value if r.outcome else None for r in records],
+                    "view_outcomes": [
+                        json.dumps(r.view_outcomes) if r.view_outcomes is not None else None
+                        for r in records
+                    ],
                     "started_at": started_at,
                 },
             )

@@ -60,16 +60,36 @@ class OpsStore:
         return [ViewStatusRow.model_validate(row) for row in rows]
 
     def job_history(
-        self, *, job_type: str | None = None, status: JobStatus | None = None, limit: int = 20
+        self,
+        *,
+        job_type: str | None = None,
+        status: JobStatus | None = None,
+        subject: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
     ) -> list[JobHistoryRow]:
+        """Newest first. `subject` matches any part of the subject, case-insensitively
+        (taken literally: % and _ are not wildcards); `since` and `until` bound the
+        finish time (since inclusive)."""
         rows = self._fetch(
             "ops_job_history",
             {
                 "job_type": job_type,
                 "status": status.value if status is not None else None,
+                "subject": subject or None,
+                "since": since,
+                "until": until,
                 "limit": limit,
             },
         )
+        return [JobHistoryRow.model_validate(row) for row in rows]
+
+    def job_runs(self, key: str) -> list[JobHistoryRow]:
+        """The runs of one job, oldest first: `key` is a job_history id or the message id
+        the job ran for (its SQS message id; `manual-...` for `refresh --wait`)."""
+        row_id = int(key) if key.isdigit() and int(key) < 2**63 else None
+        rows = self._fetch("ops_job_runs", {"key": key, "row_id": row_id})
         return [JobHistoryRow.model_validate(row) for row in rows]
 
     def recompute_targets(self, competition_ids: Sequence[int] | None) -> list[MatchVersion]:

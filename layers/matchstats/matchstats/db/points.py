@@ -43,6 +43,7 @@ class PointsStore:
                         "match_ids": match_ids,
                         "attempts": [job.attempts for job in jobs],
                         "errors": [job.parse_error for job in jobs],
+                        "bodies": [job.body for job in jobs],
                         "started_at": started_at,
                     },
                 )

@@ -1,8 +1,14 @@
--- The most recent job runs, newest first, optionally of one type and/or one status.
-SELECT id, job_type, job_id, subject, status, attempts, error,
-       started_at, finished_at, duration_ms
+-- The most recent job runs, newest first, optionally of one type and/or one status,
+-- whose subject contains some text (e.g. "match 42"), finished within a time range.
+SELECT id, job_type, job_id, subject, status, attempts, error, error_kind, body, outcome,
+       view_outcomes, started_at, finished_at, duration_ms
 FROM job_history
 WHERE (%(job_type)s::text IS NULL OR job_type = %(job_type)s::text)
   AND (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(subject)s::text IS NULL
+       OR subject ILIKE '%%' || replace(replace(replace(%(subject)s::text, '\', '\\'),
+                                                '%%', '\%%'), '_', '\_') || '%%')
+  AND (%(since)s::timestamptz IS NULL OR finished_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR finished_at < %(until)s::timestamptz)
 ORDER BY id DESC
 LIMIT %(limit)s
