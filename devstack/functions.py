@@ -11,16 +11,18 @@ environment variable, as in AWS.
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import multiprocessing
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from devstack.lambda_context import LOCAL_ACCOUNT_ID, LambdaContext
 from devstack.template import TEMPLATE_PATH, load_template, resources_of_type
@@ -188,6 +190,23 @@ def environment_string(value: Any) -> str | None:
     return "" if value is None else str(value)
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One invocation as it ended, for a one-line summary: the event's records (1 for an
+    event without Records), the EMF metrics the function emitted (name -> sum of values),
+    its response, or the error it raised, and how long it took."""
+
+    function: str
+    records: int
+    milliseconds: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    response: Any = None
+    error: str | None = None
+
+
+Observer = Callable[[Invocation], None]
+
+
 class LocalFunction:
     """A pool of execution environments for one function."""
 
@@ -197,8 +216,10 @@ class LocalFunction:
         environment: Mapping[str, str],
         concurrency: int,
         log_path: Path | None = None,
+        observer: Observer | None = None,
     ):
         self.spec = spec
+        self._observer = observer
         module, _, function = spec.handler.rpartition(".")
         self._module, self._function = module, function
         env = {
@@ -227,6 +248,7 @@ class LocalFunction:
         """Runs one invocation in a free environment and returns the handler's response.
         Raises FunctionError when the handler raised."""
         deadline_s = context.timeout_s if context else float(self.spec.timeout_s)
+        started = time.monotonic()
         outcome = self._pool.submit(
             _invoke,
             self._module,
@@ -236,6 +258,22 @@ class LocalFunction:
             deadline_s,
             self.spec.memory_mb,
         ).result()
+        if self._observer is not None:
+            records = event.get("Records")
+            self._observer(
+                Invocation(
+                    function=self.spec.logical_id,
+                    records=len(records) if isinstance(records, list) else 1,
+                    milliseconds=(time.monotonic() - started) * 1000,
+                    metrics=outcome.get("metrics", {}),
+                    response=outcome.get("response"),
+                    error=(
+                        f"{outcome['errorType']}: {outcome['errorMessage']}"
+                        if "errorType" in outcome
+                        else None
+                    ),
+                )
+            )
         if "errorType" in outcome:
             raise FunctionError(self.spec.logical_id, outcome["errorType"], outcome["errorMessage"])
         return outcome["response"]
@@ -280,10 +318,55 @@ def _invoke(
 ) -> dict[str, Any]:
     handler = getattr(importlib.import_module(module), function)
     context = LambdaContext.for_invocation(name, timeout_s, memory_limit_in_mb=memory_mb)
+    emitted = _EmfTee(sys.stdout)
+    sys.stdout = emitted
     try:
         response = handler(json.loads(event_json), context)
     except Exception as exc:
         traceback.print_exc()
-        return {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        return {
+            "errorType": type(exc).__name__,
+            "errorMessage": str(exc),
+            "metrics": emitted.metrics,
+        }
+    finally:
+        sys.stdout = emitted.stream
     # Lambda serialises the response to JSON; so do we, to fail the same way it would.
-    return {"response": json.loads(json.dumps(response))}
+    return {"response": json.loads(json.dumps(response)), "metrics": emitted.metrics}
+
+
+class _EmfTee(io.TextIOBase):
+    """Passes the function's output through, and sums the metrics of its EMF lines (the
+    JSON objects with an `_aws` key that Powertools Metrics prints, which CloudWatch
+    turns into metrics): name -> the sum of its values in this invocation."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.metrics: dict[str, float] = {}
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self._partial += text
+        *lines, self._partial = self._partial.split("\n")
+        for line in lines:
+            self._read(line)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def _read(self, line: str) -> None:
+        if '"_aws"' not in line:
+            return
+        try:
+            document = json.loads(line)
+            definitions = document["_aws"]["CloudWatchMetrics"]
+            names = [m["Name"] for d in definitions for m in d["Metrics"]]
+        except (ValueError, KeyError, TypeError):
+            return
+        for name in names:
+            values = document.get(name)
+            for value in values if isinstance(values, list) else [values]:
+                if isinstance(value, int | float):
+                    self.metrics[name] = self.metrics.get(name, 0.0) + float(value)

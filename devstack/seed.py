@@ -109,3 +109,36 @@ def _set(
             (status, match_ids, [h for h, _ in scores], [a for _, a in scores]),
         ).fetchall()
     return {int(r[0]): int(r[1]) for r in rows}
+
+
+@dataclass(frozen=True)
+class DevSeason:
+    """What `make dev` seeds: two leagues of six, half their matches played."""
+
+    season: Season
+    played: list[int]  # completed with scores: their points messages are sent at start
+    bad_data: int  # marked completed without scores, as an app with a bug would
+    unplayed: list[int]
+
+
+def seed_dev_season(conn: psycopg.Connection, seed: int = 2026) -> DevSeason:
+    """A small season for the local stack, in a fresh database (so match ids start at 1,
+    which events/calculate-points.json names): in each league the first half of the
+    fixtures played, and the first unplayed match of league 1 completed without scores,
+    which the points function dead-letters as bad data for the operator to repair."""
+    season = create_season(conn, competitions=2, competitors_per_competition=6)
+    rows = conn.execute(
+        "SELECT competition_id, array_agg(id ORDER BY id) FROM matches GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    fixtures = [list(ids) for _, ids in rows]
+    played = [match for ids in fixtures for match in ids[: len(ids) // 2]]
+    complete_matches(conn, played, random.Random(seed))
+    bad_data = fixtures[0][len(fixtures[0]) // 2]
+    with conn.transaction():
+        conn.execute(
+            "UPDATE matches SET status = 'completed', score_version = score_version + 1,"
+            " completed_at = now() WHERE id = %s",
+            (bad_data,),
+        )
+    unplayed = [m for ids in fixtures for m in ids[len(ids) // 2 :] if m != bad_data]
+    return DevSeason(season, played, bad_data, unplayed)

@@ -25,8 +25,15 @@ from types import TracebackType
 from typing import Any, Literal
 
 from devstack.api_gateway import LocalApiGateway, Route
+from devstack.devenv import QUEUE_VARIABLES
 from devstack.esm import EventSourceMapping
-from devstack.functions import FunctionSpec, LocalFunction, function_specs, resolve_environment
+from devstack.functions import (
+    FunctionSpec,
+    LocalFunction,
+    Observer,
+    function_specs,
+    resolve_environment,
+)
 from devstack.lambda_context import LOCAL_REGION, LambdaContext
 from devstack.pgbouncer import PgBouncer
 from devstack.postgres import DATABASE_URL_ENV, EmbeddedPostgres, create_database
@@ -53,6 +60,8 @@ class StackOptions:
     # transaction mode, with DB_POOLER=transaction (PgBouncer must be installed; see
     # devstack/pgbouncer.py). "none": directly, with the template's DB_POOLER.
     db_pooler: Literal["none", "transaction"] = "none"
+    # Told of every invocation as it ends (make dev prints a line for each).
+    observer: Observer | None = None
 
 
 class DevStack:
@@ -137,8 +146,10 @@ class DevStack:
             or [1]
         )
         environment = resolve_environment(spec, self._resolve, self._overrides(spec))
+        log_path = self.log_dir / f"{spec.logical_id}.log"
+        log_path.write_text("")  # each run starts its logs afresh
         function = LocalFunction(
-            spec, environment, concurrency, self.log_dir / f"{spec.logical_id}.log"
+            spec, environment, concurrency, log_path, observer=self.options.observer
         )
         self.functions[spec.logical_id] = function
         self._exit.callback(function.close)
@@ -243,6 +254,21 @@ class DevStack:
         if "CRON_SECRET" in spec.environment or "CRON_SECRET_ARN" in spec.environment:
             overrides["CRON_SECRET"] = self.options.cron_secret
         return overrides
+
+    def environment(self) -> dict[str, str]:
+        """What a tool needs to reach this stack: the database, the SQS endpoint with its
+        dummy credentials, the four queue URLs (named as the `matchstats` command reads
+        them) and the API's cron secret."""
+        return {
+            "DATABASE_URL": self.database_url,
+            **self.sqs_server.environment(),
+            **{
+                variable: self.queue_urls[logical_id]
+                for logical_id, variable in QUEUE_VARIABLES.items()
+                if logical_id in self.queue_urls
+            },
+            "CRON_SECRET": self.options.cron_secret,
+        }
 
     # ------------------------------------------------------------------ observing
 

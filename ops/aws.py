@@ -47,9 +47,13 @@ class Aws:
         profile: str | None = None,
         region: str | None = None,
         sqs: SQSClient | None = None,
+        local: Mapping[str, str] | None = None,
     ) -> None:
+        """`local`: the variables of a local stack (devstack.devenv), whose endpoint,
+        region and dummy credentials then replace whatever this process's own say."""
         self._profile = profile
         self._region = region
+        self._local = dict(local) if local is not None else None
         self._session: Any = None
         self._clients: dict[str, Any] = {}
         if sqs is not None:
@@ -104,6 +108,9 @@ class Aws:
     def _client(self, key: str, service: str, config: Config) -> Any:
         if key not in self._clients:
             try:
+                if self._local is not None:
+                    self._clients[key] = self._local_client(service, config)
+                    return self._clients[key]
                 if self._session is None:
                     self._session = boto3.session.Session(
                         profile_name=self._profile, region_name=self._region
@@ -113,9 +120,26 @@ class Aws:
                 raise ConfigurationError(str(exc)) from exc
             except NoRegionError as exc:
                 raise ConfigurationError(
-                    "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION, or pass --region"
+                    "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION, or pass --region;"
+                    " for the local stack, start `make dev` (its settings are picked up"
+                    " while it runs)"
                 ) from exc
         return self._clients[key]
+
+    def _local_client(self, service: str, config: Config) -> Any:
+        assert self._local is not None
+        local = self._local
+        session = boto3.session.Session(
+            region_name=local.get("AWS_REGION") or local.get("AWS_DEFAULT_REGION"),
+            aws_access_key_id=local.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=local.get("AWS_SECRET_ACCESS_KEY"),
+        )
+        client: Any = session.client(
+            service,  # type: ignore[call-overload]  # one of several service names
+            config=config,
+            endpoint_url=local.get("AWS_ENDPOINT_URL"),
+        )
+        return client
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ops import commands, dlq
 from ops.aws import Aws
 from ops.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ops.context import Context
-from ops.settings import DEAD_LETTER_PAIRS
+from ops.settings import DEAD_LETTER_PAIRS, QUEUE_SOURCES
 
 DEBUG_ENV = "MATCHSTATS_DEBUG"
 MAX_ID = 2**63 - 1
@@ -101,6 +101,15 @@ message is a run of its own). ID is a job_history id (the first column of
 failed message carries that id as matchstats.sourceMessageId, and `matchstats dlq
 show` lists it as "job (source message id)". For a dead-lettered job it also looks
 the copy up in the dead-letter queue (a read that SQS counts as a receive)."""
+
+CONSOLE_HELP = """\
+Serves the operations console on 127.0.0.1 and prints its URL, which carries a
+login token: the queues (visible, in flight, delayed, oldest), each view's
+refreshes (executed, covered, unchanged), duration and freshness, the standings,
+the job history with filters and each job's detail, and the dead-letter queues
+grouped by error kind, with redrive and discard (each confirmed first) and a
+forced refresh. It reads the same sources as status, jobs and dlq: the running
+`make dev` stack, the environment, or --stack NAME. Ctrl-C stops it."""
 
 RECOMPUTE_HELP = """\
 Sends points messages to PointsQueue (SendMessageBatch, 10 a call) for a
@@ -284,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     points.add_argument("--dry-run", action="store_true", help="count the matches, send nothing")
     points.set_defaults(run=commands.recompute_points)
 
+    console = command("console", "the operations web page, on 127.0.0.1", CONSOLE_HELP)
+    console.add_argument(
+        "--port", type=_limit(65535), default=0, metavar="N", help="default: a free port"
+    )
+    console.set_defaults(run=commands.console)
+
     views = command("refresh", "refresh the materialized views", REFRESH_HELP)
     views.add_argument(
         "--scope", choices=[s.value for s in RefreshScope], default=RefreshScope.ALL.value
@@ -303,6 +318,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Variables by which an environment says where the pipeline is; with any of them set the
+# command never reaches for the local stack's file.
+CONFIGURING_VARIABLES = (
+    "DATABASE_URL",
+    "DB_SECRET_ARN",
+    "AWS_ENDPOINT_URL",
+    *(source.env for source in QUEUE_SOURCES.values()),
+)
+
+
+def local_stack(environ: Mapping[str, str]) -> dict[str, str] | None:
+    """The running `make dev` stack's variables (its .devstack/dev.env), when the
+    environment configures nothing itself; None otherwise or without a live stack."""
+    if any(environ.get(name) for name in CONFIGURING_VARIABLES):
+        return None
+    from devstack import devenv  # local tooling, only needed here
+
+    found = devenv.running(devenv.env_file(environ))
+    return dict(found.variables) if found is not None else None
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -317,8 +353,15 @@ def main(
     env = os.environ if environ is None else environ
     context: Context | None = None
     try:
+        local = None if getattr(args, "stack", None) else local_stack(env)
+        if local is not None:
+            env = {**env, **local}
         if aws is None:
-            aws = Aws(profile=getattr(args, "profile", None), region=getattr(args, "region", None))
+            aws = Aws(
+                profile=getattr(args, "profile", None),
+                region=getattr(args, "region", None),
+                local=local,
+            )
         context = Context(args, aws, env)
         code: int = args.run(context)
         return code

@@ -467,3 +467,17 @@ def _outcome(decision: ViewDecision) -> str:
         ViewDecision.UNCHANGED: "skipped: nothing changed since its last refresh (--force)",
         ViewDecision.COVERED: "skipped: a refresh started after this request",
     }.get(decision, decision.value)
+
+
+def console(ctx: Context) -> int:
+    from ops.console.data import ConsoleData
+    from ops.console.server import ConsoleServer
+
+    server = ConsoleServer(ConsoleData(ctx), port=ctx.args.port)
+    print(f"matchstats console: {server.url}", flush=True)
+    print("(Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+    return EXIT_OK

@@ -18,7 +18,7 @@ from matchstats.db.connection import ConnectionProvider, Limits, connect
 from matchstats.db.migrate import MIGRATION_LOCK_TIMEOUT_MS, apply_migrations
 from matchstats.db.sql import load_sql
 from matchstats.errors import DatabaseUnavailableError
-from matchstats.models import JobHistoryRow, JobStatus
+from matchstats.models import JobHistoryRow, JobStatus, RefreshOutcome
 
 # The operator waits for an answer, but not for ever.
 READ_LIMITS = Limits(statement_timeout_ms=30_000, lock_timeout_ms=5_000)
@@ -36,7 +36,35 @@ class ViewStatusRow(BaseModel):
     changed_at: datetime | None
     changes_waiting: bool
     last_duration_ms: int | None
+    last_freshness_ms: int | None = None
     now: datetime  # the database clock, to age the timestamps without trusting ours
+
+
+class ViewOutcomeRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    view_name: str
+    outcome: RefreshOutcome
+    finished_at: datetime
+    subject: str | None
+
+
+class StandingRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    competition_id: int
+    competition: str
+    rank: int
+    competitor_id: int
+    competitor: str
+    played: int
+    won: int
+    drawn: int
+    lost: int
+    score_for: int
+    score_against: int
+    score_diff: int
+    points: int
 
 
 class MatchVersion(BaseModel):
@@ -91,6 +119,16 @@ class OpsStore:
         row_id = int(key) if key.isdigit() and int(key) < 2**63 else None
         rows = self._fetch("ops_job_runs", {"key": key, "row_id": row_id})
         return [JobHistoryRow.model_validate(row) for row in rows]
+
+    def view_outcomes(self, limit: int = 400) -> list[ViewOutcomeRow]:
+        """Each refresh request's decision per view, newest first."""
+        rows = self._fetch("ops_view_outcomes", {"limit": limit})
+        return [ViewOutcomeRow.model_validate(row) for row in rows]
+
+    def standings(self, limit: int = 200) -> list[StandingRow]:
+        """competition_table with names, by competition then rank."""
+        rows = self._fetch("ops_standings", {"limit": limit})
+        return [StandingRow.model_validate(row) for row in rows]
 
     def recompute_targets(self, competition_ids: Sequence[int] | None) -> list[MatchVersion]:
         """Matches whose points a recompute may change, of these competitions (None: all)."""

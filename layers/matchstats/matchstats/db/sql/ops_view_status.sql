@@ -9,11 +9,15 @@ SELECT v.view_name,
        s.changed_at,
        coalesce(v.last_change_seq, 0) <> s.change_seq AS changes_waiting,
        last_refresh.duration_ms                   AS last_duration_ms,
+       last_refresh.freshness_ms                  AS last_freshness_ms,
        clock_timestamp()                          AS now
 FROM view_refresh_state AS v
 CROSS JOIN stats_state AS s
 LEFT JOIN LATERAL (
-    SELECT r.duration_ms
+    -- Freshness: how long the oldest change it covered had waited to be shown.
+    SELECT r.duration_ms,
+           (extract(epoch FROM r.finished_at - r.oldest_request_at) * 1000)::bigint
+               AS freshness_ms
     FROM refresh_log AS r
     WHERE r.view_name = v.view_name
     ORDER BY r.started_at DESC

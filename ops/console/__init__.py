@@ -1,0 +1,1 @@
+"""`matchstats console`: the operations web page (what Bull Board is to BullMQ)."""
