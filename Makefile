@@ -74,11 +74,12 @@ test: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) $(RUNTIME_STAMP)
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 # sam build, then the function under the Lambda Runtime Interface Emulator, no Docker.
-# It talks to whatever env.json (or ENV_VARS) points at; it starts no services itself.
+# It talks to the running `make dev` stack (its .devstack/dev.env), else to what env.json
+# points at; ENV_VARS=<file> overrides either. It starts no services itself.
 .PHONY: invoke
 invoke: $(STAMP) $(SAM_STAMP) $(RUNTIME_STAMP)
 	@SAM_CLI_TELEMETRY=0 $(PY) -m devstack.invoke --function "$(FN)" --event "$(EVENT)" \
-		--env-vars "$(or $(ENV_VARS),env.json)" $(INVOKE_ARGS)
+		$(if $(ENV_VARS),--env-vars "$(ENV_VARS)") $(INVOKE_ARGS)
 
 # The API's OpenAPI document is generated from the code; a unit test keeps it current.
 .PHONY: openapi
@@ -100,9 +101,10 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m devstack.demo
 
+# SEED=none starts with an empty database instead of the small season.
 .PHONY: dev
 dev: $(STAMP)
-	$(PY) -m devstack.dev
+	$(PY) -m devstack.dev --seed "$(or $(SEED),season)"
 
 .PHONY: clean
 clean:

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 import psycopg
@@ -97,20 +98,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("SEED") or "season",
         help="season (default): two leagues half played; none: an empty database",
     )
+    parser.add_argument(
+        "--log-dir", type=Path, default=LOG_DIR, help=f"the functions' logs (default {LOG_DIR})"
+    )
     args = parser.parse_args(argv)
     try:
-        return _serve(args.seed, sys.stdout)
+        return _serve(args.seed, args.log_dir, sys.stdout)
     except KeyboardInterrupt:
         # Ctrl-C while the stack was still starting: it has stopped what it started.
         print("interrupted", file=sys.stderr)
         return 130
 
 
-def _serve(seed: str, out: TextIO) -> int:
+def _serve(seed: str, log_dir: Path, out: TextIO) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     printer = Printer(out)
-    options = StackOptions(schedule_interval_s=60, log_dir=LOG_DIR, observer=printer)
+    options = StackOptions(schedule_interval_s=60, log_dir=log_dir, observer=printer)
     with DevStack(options) as stack, contextlib.ExitStack() as cleanup:
         seeded = _seed(stack) if seed == "season" else None
         environment = devenv.DevEnvironment(

@@ -12,8 +12,11 @@ so its dependencies come from the layer as in Lambda, and an environment built f
 template.yaml and env.json. The response goes to stdout; the emulator's START/END/REPORT
 lines and the function's logs go to stderr, as with `sam local invoke`.
 
-It starts no services: env.json points the function at PostgreSQL on 127.0.0.1:5432 and
-SQS on 127.0.0.1:4566, which `make dev` provides. Local tooling; never shipped to Lambda.
+It starts no services. While `make dev` runs, the function gets that stack's database, SQS
+endpoint and queues (from .devstack/dev.env, or from a shell that sourced it); otherwise
+env.json, which points at PostgreSQL on 127.0.0.1:5432 and SQS on 127.0.0.1:4566. An
+--env-vars file overrides either. The exit status is 1 when the function errors, 3 when
+it reports batch item failures. Local tooling; never shipped to Lambda.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from devstack import devenv
 from devstack.functions import (
     FunctionSpec,
     environment_string,
@@ -66,6 +70,10 @@ SAM_DEFAULT_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "defaultkey",
     "AWS_SECRET_ACCESS_KEY": "defaultsecret",
 }
+
+DEFAULT_ENV_VARS = REPO / "env.json"
+# The invocation succeeded but some records failed (distinct from a function error, 1).
+EXIT_BATCH_ITEM_FAILURES = 3
 
 # Beyond the function timeout: the cold start (init) is not part of it.
 _HTTP_MARGIN_S = 30.0
@@ -112,6 +120,34 @@ def env_file_overrides(path: Path | None, logical_id: str) -> dict[str, str]:
             if text is None:
                 raise InvokeError(f"{path}: {section}.{name} must be a string", _USAGE_ERROR)
             overrides[name] = text
+    return overrides
+
+
+_LOCAL_STACK_VARIABLES = (
+    "DATABASE_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
+
+
+def local_stack_overrides(spec: FunctionSpec, local: devenv.DevEnvironment) -> dict[str, str]:
+    """The running `make dev` stack as an env file would give it to this function: its
+    database, SQS endpoint and dummy credentials, each queue the template names by !Ref
+    (so DEAD_LETTER_QUEUE_URL is the function's own dead-letter queue), and the cron
+    secret where the function declares one."""
+    overrides = {
+        name: local.variables[name] for name in _LOCAL_STACK_VARIABLES if name in local.variables
+    }
+    for name, value in spec.environment.items():
+        target = value.get("Ref") if isinstance(value, dict) else None
+        url = local.queue_url(target) if isinstance(target, str) else None
+        if url:
+            overrides[name] = url
+    if "CRON_SECRET" in spec.environment and "CRON_SECRET" in local.variables:
+        overrides["CRON_SECRET"] = local.variables["CRON_SECRET"]
     return overrides
 
 
@@ -257,10 +293,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     shell = dict(os.environ)
-    overrides = env_file_overrides(args.env_vars, args.function)
     template = load_template(TEMPLATE_PATH)
     spec = chosen_function(function_specs_of(template, REPO), args.function)
     event = read_event(args.event)
+    # Where the function's services are: the `make dev` stack this shell sourced, or the
+    # one running now, then an env file given explicitly (it wins); without either,
+    # the repository's env.json (127.0.0.1:5432 and :4566).
+    local = devenv.from_environment(shell) or devenv.running(devenv.env_file(shell))
+    if local is not None:
+        _say(f"using the running `make dev` stack (process {local.pid})")
+    env_vars = args.env_vars
+    if env_vars is None and local is None:
+        env_vars = DEFAULT_ENV_VARS
+        _say(
+            f"no `make dev` stack is running: using {env_vars.name}, which expects"
+            " PostgreSQL on 127.0.0.1:5432 and SQS on 127.0.0.1:4566"
+        )
+    overrides = {
+        **(local_stack_overrides(spec, local) if local is not None else {}),
+        **env_file_overrides(env_vars, args.function),
+    }
 
     runtime_python = args.runtime_python.absolute()
     version = _runtime_version(runtime_python)
@@ -301,12 +353,17 @@ def _run(args: argparse.Namespace) -> int:
     error = function_error(body)
     if error is not None:
         raise InvokeError(f"{spec.logical_id} failed: {error}")
-    failures = batch_item_failure_count(body)
-    if failures:
-        # Still a successful invocation, as in Lambda; only these records would be retried.
-        _say(f"{spec.logical_id} reported {failures} batch item failure(s); see its logs above")
     if not any(line.startswith("REPORT RequestId:") for line in emulator.lines):
         raise InvokeError("the emulator answered but printed no REPORT line")
+    failures = batch_item_failure_count(body)
+    if failures:
+        # A successful invocation for Lambda, which retries only these records; but the
+        # event did not do what it was sent for, so the exit status says so.
+        raise InvokeError(
+            f"{spec.logical_id} reported {failures} batch item failure(s): Lambda would"
+            " retry them; see its logs above",
+            EXIT_BATCH_ITEM_FAILURES,
+        )
     return 0
 
 
