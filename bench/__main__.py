@@ -1,7 +1,8 @@
 """`python -m bench [--size tiny|full] [--out DIR] [--only P1,P3]`: prints the table and
 writes DIR/results.json, DIR/table.md and DIR/refresh_cost.png. `make bench` runs it
-with the handlers' folders on PYTHONPATH. Missing a target does not fail the run: the
-figures are the product, and `make test` runs the tiny size only to keep it working."""
+with the handlers' folders on PYTHONPATH. At full size a figure that misses its target
+makes the exit status 1 (after everything is written); the tiny size, which `make test`
+runs only to keep it working, always exits 0."""
 
 from __future__ import annotations
 
@@ -55,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     print_table(results)
     print(f"results: {args.out / 'results.json'}")
+    return exit_status(args.size, results["table"])
+
+
+def exit_status(size: str, table: list[dict[str, str]]) -> int:
+    """1 when a full-size figure misses its target (its verdict is FAIL), else 0: a tiny
+    run measures too little for a verdict to mean anything, so it only reports."""
+    failed = [row["figure"] for row in table if row.get("verdict") == "FAIL"]
+    if failed and size == "full":
+        print(f"target missed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

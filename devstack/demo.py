@@ -35,7 +35,8 @@ from devstack.template import TEMPLATE_PATH
 from matchstats.producer import enqueue_points_calculation, enqueue_points_calculations
 
 VIEWS = ("competition_standings", "competitor_stats")
-# Where `make demo` keeps the functions' logs (git-ignored; each run appends).
+# Where `make demo` and `make dev` keep the functions' logs (git-ignored; each run
+# starts them afresh).
 LOG_DIR = TEMPLATE_PATH.parent / ".devstack" / "logs"
 _COLUMNS = ("P", "W", "D", "L", "F", "A", "GD", "Pts")
 
