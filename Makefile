@@ -23,7 +23,7 @@ help:
 	@echo "make demo                                   run the whole pipeline locally and print the standings"
 	@echo "make test                                   set up and run every test"
 	@echo "make invoke FN=<logical id> EVENT=events/<file>.json   invoke one function locally"
-	@echo "make dev                                    keep the local stack running (API, queues, database)"
+	@echo "make dev [SEED=none]                        keep the local stack running with a season and the console"
 	@echo "make bench                                  measure the pipeline (P1-P6): a table, bench-results/results.json, refresh_cost.png"
 	@echo "make lint                                   ruff and mypy"
 
