@@ -28,6 +28,15 @@ ENV_FILE_VARIABLE = "MATCHSTATS_DEV_ENV_FILE"
 PID_VARIABLE = "MATCHSTATS_DEV_PID"
 # How the block names each queue, by the template's logical id.
 QUEUE_VARIABLES = {queue.value: source.env for queue, source in QUEUE_SOURCES.items()}
+# How a process reaches the stack's database and SQS (the queues aside).
+CONNECTION_VARIABLES = (
+    "DATABASE_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
 _CONNECT_TIMEOUT_S = 0.5
 
 
@@ -116,17 +125,7 @@ def from_environment(environ: Mapping[str, str]) -> DevEnvironment | None:
     """The block as a shell that sourced it holds it (its pid variable marks it)."""
     if PID_VARIABLE not in environ:
         return None
-    names = [
-        PID_VARIABLE,
-        "DATABASE_URL",
-        "AWS_ENDPOINT_URL",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "CRON_SECRET",
-        *QUEUE_VARIABLES.values(),
-    ]
+    names = [PID_VARIABLE, *CONNECTION_VARIABLES, "CRON_SECRET", *QUEUE_VARIABLES.values()]
     return DevEnvironment({name: environ[name] for name in names if name in environ})
 
 

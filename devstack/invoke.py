@@ -123,23 +123,15 @@ def env_file_overrides(path: Path | None, logical_id: str) -> dict[str, str]:
     return overrides
 
 
-_LOCAL_STACK_VARIABLES = (
-    "DATABASE_URL",
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-)
-
-
 def local_stack_overrides(spec: FunctionSpec, local: devenv.DevEnvironment) -> dict[str, str]:
     """The running `make dev` stack as an env file would give it to this function: its
     database, SQS endpoint and dummy credentials, each queue the template names by !Ref
     (so DEAD_LETTER_QUEUE_URL is the function's own dead-letter queue), and the cron
     secret where the function declares one."""
     overrides = {
-        name: local.variables[name] for name in _LOCAL_STACK_VARIABLES if name in local.variables
+        name: local.variables[name]
+        for name in devenv.CONNECTION_VARIABLES
+        if name in local.variables
     }
     for name, value in spec.environment.items():
         target = value.get("Ref") if isinstance(value, dict) else None

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from matchstats.errors import MatchstatsError
 from matchstats.messages import RefreshReason, RefreshScope
@@ -23,7 +23,6 @@ from ops.context import Context
 from ops.settings import DEAD_LETTER_PAIRS, QueueName
 from ops.sqs import oldest_message_ages
 
-T = TypeVar("T")
 RECENT_DECISIONS = 6
 DEAD_LETTER_SCAN = 200
 OUTCOMES = ("executed", "covered", "unchanged")
@@ -135,6 +134,19 @@ class JobDetail:
 class ActionResult:
     ok: bool
     message: str
+
+
+def _dead_letter_row(letter: dlq.DeadLetter) -> DeadLetterRow:
+    return DeadLetterRow(
+        message_id=letter.message_id,
+        job_id=letter.source_message_id,
+        kind=letter.kind,
+        reason=letter.reason,
+        body=letter.body,
+        receive_count=letter.receive_count,
+        source_receive_count=letter.source_receive_count,
+        sent_at=letter.sent_at,
+    )
 
 
 def to_json(value: Any) -> Any:
@@ -309,18 +321,7 @@ class ConsoleData:
                     continue
             groups: dict[str, list[DeadLetterRow]] = {}
             for letter in letters:
-                groups.setdefault(letter.kind, []).append(
-                    DeadLetterRow(
-                        message_id=letter.message_id,
-                        job_id=letter.source_message_id,
-                        kind=letter.kind,
-                        reason=letter.reason,
-                        body=letter.body,
-                        receive_count=letter.receive_count,
-                        source_receive_count=letter.source_receive_count,
-                        sent_at=letter.sent_at,
-                    )
-                )
+                groups.setdefault(letter.kind, []).append(_dead_letter_row(letter))
             result.append(
                 DeadLetterQueue(
                     queue,
@@ -336,19 +337,7 @@ class ConsoleData:
         with self._serialised() as ctx:
             url = ctx.settings.queue_url(pair.dead_letter)
             letters = dlq.select(ctx.queues, url, selection, limit=DEAD_LETTER_SCAN)
-        return [
-            DeadLetterRow(
-                message_id=letter.message_id,
-                job_id=letter.source_message_id,
-                kind=letter.kind,
-                reason=letter.reason,
-                body=letter.body,
-                receive_count=letter.receive_count,
-                source_receive_count=letter.source_receive_count,
-                sent_at=letter.sent_at,
-            )
-            for letter in letters
-        ]
+        return [_dead_letter_row(letter) for letter in letters]
 
     def discard(self, queue: str, message_ids: frozenset[str]) -> ActionResult:
         """Deletes exactly the confirmed dead letters."""
