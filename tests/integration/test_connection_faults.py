@@ -21,8 +21,10 @@ from calculate_points import app
 from devstack.esm import batch_item_failures, lambda_sqs_record
 from devstack.lambda_context import LambdaContext
 from devstack.oracle import actual_match_points, expected_match_points
+from devstack.postgres import EmbeddedPostgres
 from devstack.seed import complete_matches, create_season
 from devstack.sqs import LocalSqs
+from devstack.tcp_proxy import TcpProxy
 from tests.conftest import truncate_all
 from tests.factories import points_bodies
 from tests.stack import Stack, function_environment
@@ -107,3 +109,76 @@ def test_a_backend_terminated_between_invocations_costs_no_receive(
     assert actual_match_points(db) == expected_match_points(db)
     history = db.execute("SELECT status, attempts FROM job_history ORDER BY id").fetchall()
     assert history == [("completed", 1), ("completed", 1)]
+
+
+def test_a_restart_between_invocations_costs_no_receive(
+    stack: Stack,
+    db: psycopg.Connection,
+    database_url: str,
+    restartable_postgres: EmbeddedPostgres,
+) -> None:
+    # Given a warm function: it has processed one batch and kept its connection
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    first, second = season.match_ids[:2]
+    complete_matches(db, [first, second], random.Random(6))
+    stack.send("PointsQueue", points_bodies(first))
+    assert deliver(stack)[1] == set()
+
+    # When the server restarts between invocations (a reboot, a failover)
+    db.close()
+    restartable_postgres.stop_server()
+    restartable_postgres.start_server()
+    # ...and the next batch arrives
+    stack.send("PointsQueue", points_bodies(second))
+    counts, failed, _ = deliver(stack)
+
+    # Then it completed on its first receive, on a new connection
+    assert (counts, failed) == (["1"], set())
+    with psycopg.connect(database_url) as after:
+        assert actual_match_points(after) == expected_match_points(after)
+        history = after.execute("SELECT status, attempts FROM job_history ORDER BY id").fetchall()
+    assert history == [("completed", 1), ("completed", 1)]
+
+
+@pytest.fixture
+def proxied_stack(
+    monkeypatch: pytest.MonkeyPatch, stack: Stack, database_url: str
+) -> Iterator[tuple[Stack, TcpProxy]]:
+    """The function's DATABASE_URL through a TCP proxy that can go silent."""
+    with TcpProxy.in_front_of(database_url) as proxy:
+        monkeypatch.setenv("DATABASE_URL", proxy.url(database_url))
+        app.dependencies.cache_clear()
+        yield stack, proxy
+        proxy.resume()
+
+
+def test_a_connection_that_goes_silent_fails_the_batch_inside_its_time_with_backoff(
+    proxied_stack: tuple[Stack, TcpProxy], db: psycopg.Connection
+) -> None:
+    # Given a warm function whose connection goes through a proxy
+    stack, proxy = proxied_stack
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    first, second = season.match_ids[:2]
+    complete_matches(db, [first, second], random.Random(7))
+    stack.send("PointsQueue", points_bodies(first))
+    assert deliver(stack)[1] == set()
+
+    # When the path goes silent without closing (a NAT that forgot the connection, a
+    # failover that left the socket open), and a batch arrives with 15 s to run
+    proxy.blackhole()
+    stack.send("PointsQueue", points_bodies(second))
+    counts, failed, seconds = deliver(stack, timeout_s=15)
+
+    # Then the invocation gave up inside its 15 s, failing its record as transient
+    assert counts == ["1"]
+    assert len(failed) == 1
+    assert seconds < 15, seconds
+    # ...with the 5 s backoff, not the queue's 720 s visibility timeout
+    proxy.resume()
+    assert stack.depth("PointsQueue")["in_flight"] == 1
+    time.sleep(6)
+    assert stack.depth("PointsQueue")["visible"] == 1
+    # ...and once the path is back, the redelivery completes on a new connection
+    counts, failed, _ = deliver(stack)
+    assert (counts, failed) == (["2"], set())
+    assert actual_match_points(db) == expected_match_points(db)

@@ -26,8 +26,10 @@ from matchstats.queues import (
 
 # Job history written outside the batch transaction (consumer.record_failures).
 HISTORY_BUDGET_MS = 3_000
-HISTORY_RESERVE_MS = 1_000
-MIN_HISTORY_BUDGET_MS = 500
+# Kept back for the client's grace after a statement timeout, and the SQS calls after.
+HISTORY_RESERVE_MS = 2_000
+# libpq needs up to 2 s to give up on a new connection.
+MIN_HISTORY_BUDGET_MS = 2_000
 
 
 @dataclass(frozen=True)

@@ -236,7 +236,8 @@ class ConnectionProvider:
         """
         unlimited = limits.statement_timeout_ms <= 0
         deadline_ms = limits.statement_timeout_ms + CLIENT_GRACE_MS
-        conn = self._connection(None if unlimited else deadline_ms)
+        # A new connection has the statement budget to be made, not the grace as well.
+        conn = self._connection(None if unlimited else limits.statement_timeout_ms)
         alarm = self._watchdog.arm(
             float("inf") if unlimited else deadline_ms / 1000, lambda: _cut(conn)
         )
