@@ -45,9 +45,14 @@ from matchstats.config import RefreshSettings
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.jobs import JobStore
 from matchstats.db.points import PointsStore
-from matchstats.db.refresh import REFRESHABLE_VIEWS, RefreshStore
+from matchstats.db.refresh import RefreshStore
 from matchstats.errors import TransientError
-from matchstats.messages import RefreshMessage, RefreshReason, parse_refresh_message
+from matchstats.messages import (
+    REFRESHABLE_VIEWS,
+    RefreshMessage,
+    RefreshReason,
+    parse_refresh_message,
+)
 from matchstats.models import ReceivedMessage, ViewRefreshRecord, ViewState
 from matchstats.outcomes import Disposition
 from matchstats.points import PointsDependencies, calculate_points

@@ -12,7 +12,8 @@ from bench.database import connect, load_sql
 from bench.measure import Progress, latency_summary, ratio
 from bench.refresh_cost import ScaleData, timed_refresh, touch
 from matchstats.db.connection import ConnectionProvider
-from matchstats.db.refresh import REFRESHABLE_VIEWS, RefreshStore
+from matchstats.db.refresh import RefreshStore
+from matchstats.messages import REFRESHABLE_VIEWS
 
 TARGET_P99_RATIO = 1.5
 

@@ -26,8 +26,8 @@ from bench.database import (
 )
 from bench.measure import Progress, median, ratio
 from matchstats.db.connection import ConnectionProvider
-from matchstats.db.refresh import REFRESHABLE_VIEWS, RefreshStore
-from matchstats.messages import RefreshMessage, RefreshReason
+from matchstats.db.refresh import RefreshStore
+from matchstats.messages import REFRESHABLE_VIEWS, RefreshMessage, RefreshReason
 from matchstats.models import ViewRefreshRecord, ViewState
 from matchstats.refresh import LOCK_WAIT_MS, decide
 

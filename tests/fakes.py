@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from matchstats.errors import TransientError
+from matchstats.models import (
+    JobRecord,
+    PointsBatchWrite,
+    PointsJob,
+    PointsOutcomeKind,
+    PointsOutcomeRow,
+    ViewRefreshDone,
+    ViewRefreshRecord,
+    ViewState,
+)
 from matchstats.queues import OutgoingMessage, Queues, RetryTicket
+from matchstats.stores import Decision
 
 # SQS's real limits (Amazon SQS API Reference, SendMessageBatch, MessageAttributeValue),
 # written out here rather than imported, so that the fake checks the code's own numbers.
@@ -23,8 +36,10 @@ class InMemorySqs:
     counting the UTF-8 body and each attribute's name, data type and value. A request
     over a limit is refused whole with SQS's error code, and nothing of it is kept."""
 
-    def __init__(self, *, reachable: bool = True) -> None:
+    def __init__(self, *, reachable: bool = True, unreachable: Sequence[str] = ()) -> None:
         self.reachable = reachable
+        # Queue URLs refused as if unreachable while the others work.
+        self.unreachable = set(unreachable)
         self.sent: list[tuple[str, OutgoingMessage]] = []
         # Each SendMessageBatch request taken, as (queue URL, its messages).
         self.batch_requests: list[tuple[str, list[OutgoingMessage]]] = []
@@ -76,7 +91,7 @@ class InMemorySqs:
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
     def _check_reachable(self, queue_url: str) -> None:
-        if not self.reachable:
+        if not self.reachable or queue_url in self.unreachable:
             raise EndpointConnectionError(endpoint_url=queue_url)
 
     def _check_batch(self, queue_url: str, entries: list[Any], operation: str) -> None:
@@ -93,8 +108,8 @@ class InMemoryQueues(Queues):
     """The real Queues over an InMemorySqs: keeps what is sent (`sent`, `batch_requests`)
     and the visibility changes (`retries`), or refuses it like an unreachable SQS."""
 
-    def __init__(self, *, reachable: bool = True) -> None:
-        self.sqs = InMemorySqs(reachable=reachable)
+    def __init__(self, *, reachable: bool = True, unreachable: Sequence[str] = ()) -> None:
+        self.sqs = InMemorySqs(reachable=reachable, unreachable=unreachable)
         super().__init__(self.sqs)  # type: ignore[arg-type]  # the calls Queues makes
 
     @property
@@ -130,3 +145,127 @@ def _refused(code: str, detail: str, operation: str) -> ClientError:
     return ClientError(
         {"Error": {"Code": f"AWS.SimpleQueueService.{code}", "Message": detail}}, operation
     )
+
+
+class InMemoryPointsStore:
+    """stores.PointsWriter without a database: every job's match completes (and changes)
+    unless `outcomes` says otherwise by match id; `fail_with` makes every write fail as the
+    database would. Keeps each write's jobs and timeouts in `writes`."""
+
+    def __init__(
+        self,
+        outcomes: Mapping[int, PointsOutcomeKind] | None = None,
+        *,
+        fail_with: TransientError | None = None,
+        committed_at: datetime = datetime(2026, 12, 1, 12, 0, tzinfo=UTC),
+    ) -> None:
+        self.outcomes = dict(outcomes or {})
+        self.fail_with = fail_with
+        self.committed_at = committed_at
+        self.writes: list[dict[str, Any]] = []
+
+    def write_batch(
+        self,
+        jobs: Sequence[PointsJob],
+        *,
+        started_at: datetime,
+        statement_timeout_ms: int,
+        lock_timeout_ms: int,
+    ) -> PointsBatchWrite:
+        self.writes.append(
+            {
+                "jobs": list(jobs),
+                "statement_timeout_ms": statement_timeout_ms,
+                "lock_timeout_ms": lock_timeout_ms,
+            }
+        )
+        if self.fail_with is not None:
+            raise self.fail_with
+        return PointsBatchWrite(
+            outcomes=[self._outcome(job) for job in jobs],
+            committed_at=self.committed_at,
+            change_seq=1,
+        )
+
+    def _outcome(self, job: PointsJob) -> PointsOutcomeRow:
+        if job.match_id is None:
+            kind = PointsOutcomeKind.INVALID_MESSAGE
+        else:
+            kind = self.outcomes.get(job.match_id, PointsOutcomeKind.OK)
+        ok = kind is PointsOutcomeKind.OK
+        return PointsOutcomeRow(
+            job_id=job.job_id,
+            match_id=job.match_id,
+            outcome=kind,
+            error=None if ok else (job.parse_error or f"match {job.match_id}: {kind.value}"),
+            status="completed" if ok else None,
+            score_version=1 if ok else None,
+            changed=ok,
+        )
+
+
+class InMemoryRefreshStore:
+    """stores.ViewRefresher without a database: each view's state is `states[view]`; a
+    refresh `decide` asks for is recorded in `refreshed` and takes `duration_ms`.
+    `fail_with[view]` makes that view's refresh fail as the database would."""
+
+    def __init__(
+        self,
+        states: Mapping[str, ViewState],
+        *,
+        fail_with: Mapping[str, TransientError] | None = None,
+        duration_ms: int = 40,
+    ) -> None:
+        self.states = dict(states)
+        self.fail_with = dict(fail_with or {})
+        self.duration_ms = duration_ms
+        self.refreshed: list[ViewRefreshRecord] = []
+        self.calls: list[dict[str, Any]] = []
+
+    def refresh_view(
+        self,
+        view_name: str,
+        decide: Decision,
+        *,
+        statement_timeout_ms: int,
+        lock_timeout_ms: int,
+    ) -> tuple[ViewState, ViewRefreshDone | None]:
+        self.calls.append(
+            {
+                "view": view_name,
+                "statement_timeout_ms": statement_timeout_ms,
+                "lock_timeout_ms": lock_timeout_ms,
+            }
+        )
+        if view_name in self.fail_with:
+            raise self.fail_with[view_name]
+        state = self.states[view_name]
+        record = decide(state)
+        if record is None:
+            return state, None
+        self.refreshed.append(record)
+        finished_at = state.now + timedelta(milliseconds=self.duration_ms)
+        return state, ViewRefreshDone(finished_at=finished_at, duration_ms=self.duration_ms)
+
+
+class InMemoryJobStore:
+    """stores.JobRecorder without a database: keeps `(job_type, record)` pairs in
+    `recorded`, with each call's budget in `budgets`; `fail_with` refuses every call."""
+
+    def __init__(self, *, fail_with: TransientError | None = None) -> None:
+        self.fail_with = fail_with
+        self.recorded: list[tuple[str, JobRecord]] = []
+        self.budgets: list[int] = []
+
+    def record(
+        self,
+        job_type: str,
+        records: Sequence[JobRecord],
+        *,
+        started_at: datetime,
+        budget_ms: int,
+    ) -> None:
+        self.budgets.append(budget_ms)
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.recorded.extend((job_type, record) for record in records)

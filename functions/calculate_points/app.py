@@ -6,13 +6,7 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from matchstats.config import PointsSettings
@@ -23,7 +17,9 @@ from matchstats.observability import logger, metrics, tracer
 from matchstats.outcomes import Disposition
 from matchstats.points import PointsDependencies, calculate_points
 from matchstats.queues import Queues
-from matchstats.sqs_records import to_received
+from matchstats.sqs_batch import process_batch
+
+COUNT = MetricUnit.Count
 
 
 @cache
@@ -46,34 +42,18 @@ def lambda_handler(
     event: dict[str, Any], context: LambdaContext, deps: PointsDependencies | None = None
 ) -> PartialItemFailureResponse:
     """`deps` lets a test or benchmark hand in its own; Lambda calls with (event, context)."""
-    records = [SqsRecordModel.model_validate(raw) for raw in event.get("Records", [])]
-    result = calculate_points(
-        [to_received(record) for record in records],
-        deps if deps is not None else dependencies(),
-        remaining_ms=context.get_remaining_time_in_millis,
+    deps = deps if deps is not None else dependencies()
+    result, response = process_batch(
+        event,
+        context,
+        lambda messages: calculate_points(
+            messages, deps, remaining_ms=context.get_remaining_time_in_millis
+        ),
     )
-
-    metrics.add_metric(
-        "PointsMessagesCompleted", MetricUnit.Count, result.count(Disposition.COMPLETED)
-    )
-    metrics.add_metric(
-        "PointsMessagesDeadLettered", MetricUnit.Count, result.count(Disposition.DEAD_LETTERED)
-    )
-    metrics.add_metric("PointsMessagesRetried", MetricUnit.Count, result.count(Disposition.RETRY))
-    metrics.add_metric(
-        "PointsMessagesLeftToRedrive", MetricUnit.Count, result.count(Disposition.LEFT_TO_REDRIVE)
-    )
-    metrics.add_metric("PointsMatchesChanged", MetricUnit.Count, result.matches_changed)
-
-    def record_handler(record: SqsRecordModel) -> None:
-        result.raise_if_retry(record.messageId)
-
-    # A processor per invocation: it keeps per-batch state, and the local event source
-    # mapping runs several invocations of this module at once in threads. When the whole
-    # batch fails it is reported item by item (each with its backoff), not raised.
-    processor = BatchProcessor(
-        event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
-    )
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    count = result.count
+    metrics.add_metric("PointsMessagesCompleted", COUNT, count(Disposition.COMPLETED))
+    metrics.add_metric("PointsMessagesDeadLettered", COUNT, count(Disposition.DEAD_LETTERED))
+    metrics.add_metric("PointsMessagesRetried", COUNT, count(Disposition.RETRY))
+    metrics.add_metric("PointsMessagesLeftToRedrive", COUNT, count(Disposition.LEFT_TO_REDRIVE))
+    metrics.add_metric("PointsMatchesChanged", COUNT, result.matches_changed)
+    return response

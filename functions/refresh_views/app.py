@@ -6,13 +6,7 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from matchstats.config import RefreshSettings
@@ -23,7 +17,9 @@ from matchstats.observability import logger, metrics, tracer
 from matchstats.outcomes import Disposition
 from matchstats.queues import Queues
 from matchstats.refresh import RefreshDependencies, ViewDecision, refresh_views
-from matchstats.sqs_records import to_received
+from matchstats.sqs_batch import process_batch
+
+COUNT = MetricUnit.Count
 
 
 @cache
@@ -46,37 +42,23 @@ def lambda_handler(
     event: dict[str, Any], context: LambdaContext, deps: RefreshDependencies | None = None
 ) -> PartialItemFailureResponse:
     """`deps` lets a test or benchmark hand in its own; Lambda calls with (event, context)."""
-    records = [SqsRecordModel.model_validate(raw) for raw in event.get("Records", [])]
-    result = refresh_views(
-        [to_received(record) for record in records],
-        deps if deps is not None else dependencies(),
-        remaining_ms=context.get_remaining_time_in_millis,
+    deps = deps if deps is not None else dependencies()
+    result, response = process_batch(
+        event,
+        context,
+        lambda messages: refresh_views(
+            messages, deps, remaining_ms=context.get_remaining_time_in_millis
+        ),
     )
-
     executed = result.views_with(ViewDecision.EXECUTED)
     skipped = result.views_with(ViewDecision.COVERED, ViewDecision.UNCHANGED)
-    metrics.add_metric("RefreshesExecuted", MetricUnit.Count, len(executed))
-    metrics.add_metric("RefreshesSkipped", MetricUnit.Count, len(skipped))
-    metrics.add_metric("RefreshRequestsRetried", MetricUnit.Count, result.count(Disposition.RETRY))
-    metrics.add_metric(
-        "RefreshRequestsDeadLettered", MetricUnit.Count, result.count(Disposition.DEAD_LETTERED)
-    )
-    metrics.add_metric(
-        "RefreshRequestsLeftToRedrive",
-        MetricUnit.Count,
-        result.count(Disposition.LEFT_TO_REDRIVE),
-    )
+    count = result.count
+    metrics.add_metric("RefreshesExecuted", COUNT, len(executed))
+    metrics.add_metric("RefreshesSkipped", COUNT, len(skipped))
+    metrics.add_metric("RefreshRequestsRetried", COUNT, count(Disposition.RETRY))
+    metrics.add_metric("RefreshRequestsDeadLettered", COUNT, count(Disposition.DEAD_LETTERED))
+    metrics.add_metric("RefreshRequestsLeftToRedrive", COUNT, count(Disposition.LEFT_TO_REDRIVE))
     for view in executed:
         metrics.add_metric("RefreshDuration", MetricUnit.Milliseconds, view.duration_ms or 0)
         metrics.add_metric("Freshness", MetricUnit.Milliseconds, view.freshness_ms or 0)
-
-    def record_handler(record: SqsRecordModel) -> None:
-        result.raise_if_retry(record.messageId)
-
-    # A processor per invocation: it keeps per-batch state (see calculate_points).
-    processor = BatchProcessor(
-        event_type=EventType.SQS, model=SqsRecordModel, raise_on_entire_batch_failure=False
-    )
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return response

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from matchstats.consumer import dead_letter
 from matchstats.errors import InvalidMessageError
+from matchstats.failures import dead_letter
 from matchstats.models import ReceivedMessage
 from matchstats.queues import (
     ERROR_KIND_ATTRIBUTE,

@@ -85,9 +85,16 @@ class RefreshScope(StrEnum):
 
     @property
     def views(self) -> tuple[str, ...]:
+        """The materialized views this scope names, in REFRESHABLE_VIEWS order."""
         if self is RefreshScope.ALL:
-            return (RefreshScope.COMPETITION_STANDINGS.value, RefreshScope.COMPETITOR_STATS.value)
+            return REFRESHABLE_VIEWS
         return (self.value,)
+
+
+# The views a refresh may name: every scope but `all` is one view. Nothing else reaches SQL.
+REFRESHABLE_VIEWS: tuple[str, ...] = tuple(
+    scope.value for scope in RefreshScope if scope is not RefreshScope.ALL
+)
 
 
 class RefreshReason(StrEnum):
@@ -105,6 +112,20 @@ class RefreshMessage(_Message):
     reason: RefreshReason
     requested_at: AwareDatetime
     force: bool = False
+
+
+def points_subject(match_id: int | None) -> str:
+    """A points job's subject in job_history ("match 42"); "match ?" for a body that does
+    not parse. The one place a subject is spelt: operators filter on it."""
+    return f"match {match_id}" if match_id is not None else "match ?"
+
+
+def refresh_subject(message: RefreshMessage | None) -> str:
+    """A refresh job's subject in job_history ("refresh all (points)"); "refresh ?" for a
+    body that does not parse."""
+    if message is None:
+        return "refresh ?"
+    return f"refresh {message.scope.value} ({message.reason.value})"
 
 
 def parse_points_message(body: str) -> PointsMessage:

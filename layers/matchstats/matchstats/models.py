@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from matchstats.messages import points_subject
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -37,6 +39,11 @@ class PointsJob(_Model):
     parse_error: str | None = None
     # Kept in job_history for the job's detail.
     body: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """job_history's subject (messages.points_subject)."""
+        return points_subject(self.match_id)
 
 
 class PointsOutcomeKind(StrEnum):

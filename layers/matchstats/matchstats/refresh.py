@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from matchstats.config import RefreshSettings
-from matchstats.consumer import (
+from matchstats.errors import DeadlineError, InvalidMessageError, TransientError
+from matchstats.failures import (
     dead_letter,
     history_budget_ms,
     record_failures,
@@ -24,10 +25,13 @@ from matchstats.consumer import (
     retry_unfinished,
     schedule_backoff,
 )
-from matchstats.db.jobs import JobStore
-from matchstats.db.refresh import REFRESHABLE_VIEWS, RefreshStore
-from matchstats.errors import DeadlineError, InvalidMessageError, TransientError
-from matchstats.messages import RefreshMessage, RefreshReason, parse_refresh_message
+from matchstats.messages import (
+    REFRESHABLE_VIEWS,
+    RefreshMessage,
+    RefreshReason,
+    parse_refresh_message,
+    refresh_subject,
+)
 from matchstats.models import (
     JobRecord,
     JobStatus,
@@ -39,6 +43,7 @@ from matchstats.models import (
 from matchstats.observability import logger
 from matchstats.outcomes import BatchResult, Disposition, RecordResult
 from matchstats.queues import Queues
+from matchstats.stores import JobRecorder, ViewRefresher
 
 # Kept back for what follows the refreshes (dead letters, visibility changes).
 RESERVE_MS = 5_000
@@ -76,10 +81,18 @@ class RefreshBatchResult(BatchResult):
 @dataclass(frozen=True)
 class RefreshDependencies:
     settings: RefreshSettings
-    store: RefreshStore
-    jobs: JobStore
+    store: ViewRefresher
+    jobs: JobRecorder
     queues: Queues
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+@dataclass
+class _Requests:
+    """A batch read: the requests that parse, by message id, and the messages that do not."""
+
+    valid: dict[str, RefreshMessage] = field(default_factory=dict)
+    invalid: list[tuple[ReceivedMessage, InvalidMessageError]] = field(default_factory=list)
 
 
 def refresh_views(
@@ -93,7 +106,10 @@ def refresh_views(
     error of any type leaves the messages it did not settle to be retried with backoff."""
     result = RefreshBatchResult()
     try:
-        _refresh(messages, deps, remaining_ms, result)
+        started_at = deps.now()
+        requests = _parse(messages)
+        failed_views = _refresh_each_view(requests, deps, remaining_ms, result)
+        _settle(messages, requests, failed_views, deps, remaining_ms, result, started_at)
     except Exception as exc:
         retry_unfinished(
             result,
@@ -106,108 +122,61 @@ def refresh_views(
     return result
 
 
-def _refresh(
-    messages: Sequence[ReceivedMessage],
+def _parse(messages: Sequence[ReceivedMessage]) -> _Requests:
+    requests = _Requests()
+    for message in messages:
+        try:
+            requests.valid[message.message_id] = parse_refresh_message(message.body)
+        except InvalidMessageError as exc:
+            requests.invalid.append((message, exc))
+    return requests
+
+
+def _refresh_each_view(
+    requests: _Requests,
     deps: RefreshDependencies,
     remaining_ms: Callable[[], int],
     result: RefreshBatchResult,
-) -> None:
-    started_at = deps.now()
-    requests: dict[str, RefreshMessage] = {}
-    invalid: list[tuple[ReceivedMessage, InvalidMessageError]] = []
-    for message in messages:
-        try:
-            requests[message.message_id] = parse_refresh_message(message.body)
-        except InvalidMessageError as exc:
-            invalid.append((message, exc))
-
-    failed_views: dict[str, TransientError] = {}
+) -> dict[str, TransientError]:
+    """Decides, and runs, each view's refresh; returns the views that failed, and why."""
+    failed: dict[str, TransientError] = {}
     for view_name in REFRESHABLE_VIEWS:
-        asking = [request for request in requests.values() if view_name in request.scope.views]
+        asking = [r for r in requests.valid.values() if view_name in r.scope.views]
         if not asking:
             continue
         outcome = _refresh_one(view_name, asking, deps, remaining_ms)
         if isinstance(outcome, TransientError):
-            failed_views[view_name] = outcome
-            result.views.append(ViewOutcome(view_name, ViewDecision.FAILED, len(asking)))
-        else:
-            result.views.append(outcome)
+            failed[view_name] = outcome
+            outcome = ViewOutcome(view_name, ViewDecision.FAILED, len(asking))
+        result.views.append(outcome)
+    return failed
 
+
+def _settle(
+    messages: Sequence[ReceivedMessage],
+    requests: _Requests,
+    failed_views: dict[str, TransientError],
+    deps: RefreshDependencies,
+    remaining_ms: Callable[[], int],
+    result: RefreshBatchResult,
+    started_at: datetime,
+) -> None:
+    """Each message's outcome from its views', dead letters for the invalid, backoff for
+    the retried, and the batch's job history."""
     by_id = {message.message_id: message for message in messages}
-    decisions = {
-        view.view_name: RefreshOutcome(view.decision.value)
-        for view in result.views
-        if view.decision is not ViewDecision.FAILED
-    }
-    retry: list[tuple[ReceivedMessage, str, TransientError]] = []
-    completed: list[JobRecord] = []
-    for message_id, request in requests.items():
-        subject = f"refresh {request.scope.value} ({request.reason.value})"
-        error = next((failed_views[v] for v in request.scope.views if v in failed_views), None)
-        if error is not None:
-            retry.append((by_id[message_id], subject, error))
-            result.records[message_id] = RecordResult(Disposition.RETRY, error)
-        else:
-            result.records[message_id] = RecordResult(Disposition.COMPLETED)
-            views = {view: decisions[view] for view in request.scope.views}
-            completed.append(
-                JobRecord(
-                    job_id=message_id,
-                    subject=subject,
-                    status=JobStatus.COMPLETED,
-                    attempts=by_id[message_id].receive_count,
-                    body=by_id[message_id].body,
-                    outcome=request_outcome(views.values()),
-                    view_outcomes=views,
-                )
-            )
-
-    dead_letters = dead_letter(deps.queues, deps.settings.dead_letter_queue_url, invalid)
-    for message, invalid_error in invalid:
-        if message.message_id in dead_letters.not_sent:
-            error = TransientError(f"{invalid_error}; dead-letter queue unreachable")
-            retry.append((message, "refresh ?", error))
-            result.records[message.message_id] = RecordResult(Disposition.RETRY, error)
-        elif message.message_id in dead_letters.left_to_redrive:
-            result.records[message.message_id] = RecordResult(
-                Disposition.LEFT_TO_REDRIVE, invalid_error
-            )
-        else:
-            result.records[message.message_id] = RecordResult(
-                Disposition.DEAD_LETTERED, invalid_error
-            )
-
+    retry, completed = _settle_requests(requests.valid, by_id, failed_views, result)
+    dead_lettered, unsent = _settle_invalid(requests.invalid, deps, result)
+    retry += unsent
+    settings = deps.settings
     schedule_backoff(
         deps.queues,
-        deps.settings.refresh_queue_url,
+        settings.refresh_queue_url,
         [message for message, _, _ in retry],
-        deps.settings.max_receive_count,
+        settings.max_receive_count,
     )
-    release_for_redrive(
-        deps.queues,
-        deps.settings.refresh_queue_url,
-        [message for message, _ in invalid if message.message_id in dead_letters.left_to_redrive],
-    )
-    # Invalid requests, dead-lettered or left to redrive, are failed runs with their reason.
-    history = completed + [
-        JobRecord(
-            job_id=message.message_id,
-            subject="refresh ?",
-            status=JobStatus.FAILED,
-            attempts=message.receive_count,
-            error=str(error),
-            error_kind=error.kind,
-            body=message.body,
-        )
-        for message, error in invalid
-        if message.message_id not in dead_letters.not_sent
-    ]
+    budget_ms = history_budget_ms(remaining_ms())
     record_history(
-        deps.jobs,
-        "refresh",
-        history,
-        started_at=started_at,
-        budget_ms=history_budget_ms(remaining_ms()),
+        deps.jobs, "refresh", completed + dead_lettered, started_at=started_at, budget_ms=budget_ms
     )
     record_failures(
         deps.jobs,
@@ -216,6 +185,83 @@ def _refresh(
         started_at=started_at,
         budget_ms=history_budget_ms(remaining_ms()),
     )
+
+
+def _settle_requests(
+    valid: dict[str, RefreshMessage],
+    by_id: dict[str, ReceivedMessage],
+    failed_views: dict[str, TransientError],
+    result: RefreshBatchResult,
+) -> tuple[list[tuple[ReceivedMessage, str, TransientError]], list[JobRecord]]:
+    """A request completes when every view it names was refreshed, covered or unchanged;
+    otherwise it is retried with the first of its views' errors."""
+    decisions = {
+        view.view_name: RefreshOutcome(view.decision.value)
+        for view in result.views
+        if view.decision is not ViewDecision.FAILED
+    }
+    retry: list[tuple[ReceivedMessage, str, TransientError]] = []
+    completed: list[JobRecord] = []
+    for message_id, request in valid.items():
+        message = by_id[message_id]
+        error = next((failed_views[v] for v in request.scope.views if v in failed_views), None)
+        if error is not None:
+            retry.append((message, refresh_subject(request), error))
+            result.records[message_id] = RecordResult(Disposition.RETRY, error)
+            continue
+        result.records[message_id] = RecordResult(Disposition.COMPLETED)
+        views = {view: decisions[view] for view in request.scope.views}
+        completed.append(
+            JobRecord(
+                job_id=message_id,
+                subject=refresh_subject(request),
+                status=JobStatus.COMPLETED,
+                attempts=message.receive_count,
+                body=message.body,
+                outcome=request_outcome(views.values()),
+                view_outcomes=views,
+            )
+        )
+    return retry, completed
+
+
+def _settle_invalid(
+    invalid: list[tuple[ReceivedMessage, InvalidMessageError]],
+    deps: RefreshDependencies,
+    result: RefreshBatchResult,
+) -> tuple[list[JobRecord], list[tuple[ReceivedMessage, str, TransientError]]]:
+    """Invalid requests go to the dead-letter queue (or are left to SQS redrive when too
+    large to copy). Returns their failed runs for job_history, and those to retry because
+    the dead-letter queue could not be reached."""
+    dead_letters = dead_letter(deps.queues, deps.settings.dead_letter_queue_url, invalid)
+    history: list[JobRecord] = []
+    unsent: list[tuple[ReceivedMessage, str, TransientError]] = []
+    for message, invalid_error in invalid:
+        if message.message_id in dead_letters.not_sent:
+            error = TransientError(f"{invalid_error}; dead-letter queue unreachable")
+            unsent.append((message, refresh_subject(None), error))
+            result.records[message.message_id] = RecordResult(Disposition.RETRY, error)
+            continue
+        left = message.message_id in dead_letters.left_to_redrive
+        disposition = Disposition.LEFT_TO_REDRIVE if left else Disposition.DEAD_LETTERED
+        result.records[message.message_id] = RecordResult(disposition, invalid_error)
+        history.append(
+            JobRecord(
+                job_id=message.message_id,
+                subject=refresh_subject(None),
+                status=JobStatus.FAILED,
+                attempts=message.receive_count,
+                error=str(invalid_error),
+                error_kind=invalid_error.kind,
+                body=message.body,
+            )
+        )
+    release_for_redrive(
+        deps.queues,
+        deps.settings.refresh_queue_url,
+        [m for m, _ in invalid if m.message_id in dead_letters.left_to_redrive],
+    )
+    return history, unsent
 
 
 def _refresh_one(

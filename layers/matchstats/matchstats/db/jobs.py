@@ -15,6 +15,8 @@ DEFAULT_BUDGET_MS = 3_000
 
 
 class JobStore:
+    """stores.JobRecorder on PostgreSQL."""
+
     def __init__(self, connections: ConnectionProvider):
         self._connections = connections
 
@@ -26,8 +28,9 @@ class JobStore:
         started_at: datetime,
         budget_ms: int = DEFAULT_BUDGET_MS,
     ) -> None:
-        """Records job runs and trims the history, in one transaction sent as one pipeline,
-        within `budget_ms`. Raises DatabaseUnavailableError when it cannot."""
+        """Records job runs in one transaction sent as one pipeline, within `budget_ms`
+        (the retention trigger of migration 0007 trims the history). Raises
+        DatabaseUnavailableError when it cannot."""
         if not records:
             return
         limits = Limits(statement_timeout_ms=budget_ms, lock_timeout_ms=budget_ms)
@@ -53,5 +56,4 @@ class JobStore:
                     "started_at": started_at,
                 },
             )
-            conn.execute(load_sql("trim_job_history"))
             conn.execute(b"COMMIT")

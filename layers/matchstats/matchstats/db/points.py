@@ -13,6 +13,8 @@ from matchstats.models import PointsBatchWrite, PointsJob, PointsOutcomeRow
 
 
 class PointsStore:
+    """stores.PointsWriter on PostgreSQL."""
+
     def __init__(self, connections: ConnectionProvider):
         self._connections = connections
 
@@ -41,13 +43,13 @@ class PointsStore:
                     {
                         "job_ids": [job.job_id for job in jobs],
                         "match_ids": match_ids,
+                        "subjects": [job.subject for job in jobs],
                         "attempts": [job.attempts for job in jobs],
                         "errors": [job.parse_error for job in jobs],
                         "bodies": [job.body for job in jobs],
                         "started_at": started_at,
                     },
                 )
-                conn.execute(load_sql("trim_job_history"))
                 conn.execute(b"COMMIT")
                 clock_cursor = conn.execute(load_sql("database_clock"))
             rows = outcome_cursor.fetchall()

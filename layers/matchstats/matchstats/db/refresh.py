@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from matchstats.db.connection import ConnectionProvider, Limits
 from matchstats.db.sql import load_sql
-from matchstats.models import ViewRefreshDone, ViewRefreshRecord, ViewState
-
-# The views the refresher may name; anything else never reaches SQL.
-REFRESHABLE_VIEWS = ("competition_standings", "competitor_stats")
-
-Decision = Callable[[ViewState], ViewRefreshRecord | None]
+from matchstats.messages import REFRESHABLE_VIEWS
+from matchstats.models import ViewRefreshDone, ViewState
+from matchstats.stores import Decision
 
 
 class RefreshStore:
+    """stores.ViewRefresher on PostgreSQL."""
+
     def __init__(self, connections: ConnectionProvider):
         self._connections = connections
 

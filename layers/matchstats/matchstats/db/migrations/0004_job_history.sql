@@ -1,6 +1,6 @@
 -- One row per job run (a points message, a refresh request), like the original
 -- worker's completed/failed job lists. Trimmed to the last 100 completed and 50
--- failed per job type after each write (see sql/trim_job_history.sql).
+-- failed per job type after each write (the trigger of 0007_job_history_retention.sql).
 CREATE TABLE job_history (
     id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     job_type    text        NOT NULL CHECK (job_type IN ('points', 'refresh')),

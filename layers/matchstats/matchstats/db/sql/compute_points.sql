@@ -4,9 +4,9 @@
 WITH request AS (
     SELECT *
     FROM unnest(
-        %(job_ids)s::text[], %(match_ids)s::bigint[], %(attempts)s::int[], %(errors)s::text[],
-        %(bodies)s::text[]
-    ) AS r (job_id, match_id, attempts, parse_error, body)
+        %(job_ids)s::text[], %(match_ids)s::bigint[], %(subjects)s::text[],
+        %(attempts)s::int[], %(errors)s::text[], %(bodies)s::text[]
+    ) AS r (job_id, match_id, subject, attempts, parse_error, body)
 ),
 current_match AS (
     SELECT m.id AS match_id, m.competition_id, m.home_id, m.away_id,
@@ -85,7 +85,7 @@ bumped AS (
     RETURNING change_seq
 ),
 outcome AS (
-    SELECT r.job_id, r.match_id, r.attempts, r.body, cm.status, cm.score_version,
+    SELECT r.job_id, r.match_id, r.subject, r.attempts, r.body, cm.status, cm.score_version,
            CASE WHEN r.parse_error IS NOT NULL THEN 'invalid_message'
                 WHEN cm.match_id IS NULL THEN 'match_not_found'
                 WHEN cm.missing_scores THEN 'missing_scores'
@@ -106,7 +106,7 @@ history AS (
         job_type, job_id, subject, status, attempts, error, error_kind, body,
         started_at, finished_at, duration_ms
     )
-    SELECT 'points', job_id, 'match ' || coalesce(match_id::text, '?'),
+    SELECT 'points', job_id, subject,
            CASE WHEN outcome = 'ok' THEN 'completed' ELSE 'failed' END,
            attempts, error, nullif(outcome, 'ok'), left(body, 8192),
            %(started_at)s, clock_timestamp(),

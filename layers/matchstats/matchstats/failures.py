@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from matchstats.db.jobs import JobStore
 from matchstats.errors import PermanentError, TransientError, UnexpectedError
 from matchstats.models import JobRecord, JobStatus, ReceivedMessage
 from matchstats.observability import logger
@@ -23,8 +22,9 @@ from matchstats.queues import (
     backoff_seconds,
     dead_letter_copy,
 )
+from matchstats.stores import JobRecorder
 
-# Job history written outside the batch transaction (consumer.record_failures).
+# Job history written outside the batch transaction (failures.record_failures).
 HISTORY_BUDGET_MS = 3_000
 # Kept back for the client's grace after a statement timeout, and the SQS calls after.
 HISTORY_RESERVE_MS = 2_000
@@ -156,7 +156,7 @@ def history_budget_ms(remaining_ms: int) -> int:
 
 
 def record_history(
-    jobs: JobStore,
+    jobs: JobRecorder,
     job_type: str,
     records: Sequence[JobRecord],
     *,
@@ -188,7 +188,7 @@ def record_history(
 
 
 def record_failures(
-    jobs: JobStore,
+    jobs: JobRecorder,
     job_type: str,
     failures: Sequence[tuple[ReceivedMessage, str, TransientError]],
     *,
