@@ -18,7 +18,8 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Server, ServerVariable
 
-from refresh_api.app import SECURITY_SCHEME, app
+from matchstats.api import SECURITY_SCHEME
+from refresh_api.app import app
 
 TITLE = "matchstats refresh API"
 API_VERSION = "1.0.0"

@@ -34,13 +34,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from devstack.api_gateway import proxy_event
-from devstack.lambda_context import LambdaContext
+from matchstats.api import ApiDependencies
 from matchstats.config import ApiSettings
 from matchstats.cron_secret import CronSecret, static_fetcher
 from matchstats.messages import RefreshScope
 from matchstats.observability import logger
 from matchstats.queues import OutgoingMessage, Queues
-from refresh_api import app
+from tests.api_support import invoke_api
 from tests.chaos_support import report_at_end
 
 # Invocations that publish no metric (refusals) make Powertools warn; expected.
@@ -340,16 +340,15 @@ class Tally:
         )
 
 
-def dependencies(queues: InMemoryQueues) -> app.ApiDependencies:
+def dependencies(queues: InMemoryQueues) -> ApiDependencies:
     settings_ = ApiSettings.from_env({"REFRESH_QUEUE_URL": QUEUE_URL, "CRON_SECRET": SECRET})
-    return app.ApiDependencies(
+    return ApiDependencies(
         settings=settings_, cron_secret=CronSecret(static_fetcher(SECRET)), queues=queues
     )
 
 
 def handle(request: Request, queues: InMemoryQueues) -> Answer:
-    context = LambdaContext.for_invocation("RefreshApiFunction", timeout_s=10)
-    response = app.lambda_handler(request.event(), context, deps=dependencies(queues))
+    response = invoke_api(request.event(), dependencies(queues))
     return Answer(
         status=int(response["statusCode"]),
         text=json.dumps(response.get("multiValueHeaders")) + str(response.get("body")),

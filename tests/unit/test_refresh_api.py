@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.parameters import GetParameterError
 
-from devstack.lambda_context import LambdaContext
 from devstack.openapi import openapi_document
+from matchstats.api import SECURITY_SCHEME, ApiDependencies
 from matchstats.config import ApiSettings
 from matchstats.cron_secret import (
     DEFAULT_FORCED_FETCH_INTERVAL_S,
@@ -33,7 +33,7 @@ from matchstats.cron_secret import (
 from matchstats.errors import ConfigurationError
 from matchstats.messages import RefreshReason, RefreshScope, parse_refresh_message
 from matchstats.observability import logger
-from refresh_api import app
+from tests.api_support import invoke_api
 from tests.factories import load_event
 from tests.fakes import InMemoryQueues
 
@@ -92,9 +92,9 @@ class FakeSecretsProvider:
 
 def api_dependencies(
     queues: InMemoryQueues | None = None, cron_secret: CronSecret | None = None
-) -> app.ApiDependencies:
+) -> ApiDependencies:
     settings = ApiSettings.from_env({"REFRESH_QUEUE_URL": QUEUE_URL, "CRON_SECRET": SECRET})
-    return app.ApiDependencies(
+    return ApiDependencies(
         settings=settings,
         cron_secret=cron_secret or CronSecret(static_fetcher(SECRET)),
         queues=queues if queues is not None else InMemoryQueues(),
@@ -136,9 +136,8 @@ class Answer:
     body: dict[str, Any]
 
 
-def invoke(event: dict[str, Any], deps: app.ApiDependencies) -> Answer:
-    context = LambdaContext.for_invocation("RefreshApiFunction", timeout_s=10)
-    response = app.lambda_handler(event, context, deps=deps)
+def invoke(event: dict[str, Any], deps: ApiDependencies) -> Answer:
+    response = invoke_api(event, deps)
     return Answer(
         status=int(response["statusCode"]),
         headers=dict(response["multiValueHeaders"]),
@@ -241,6 +240,38 @@ def test_the_bearer_scheme_is_case_insensitive(scheme: str) -> None:
 
 
 # --- refused -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["Application/JSON", "APPLICATION/JSON; charset=UTF-8", "application/Json;charset=utf-8"],
+)
+def test_a_json_media_type_in_any_case_is_json(content_type: str) -> None:
+    # Given a JSON body whose media type is spelt in another case (RFC 9110, 8.3.1:
+    # media types compare case-insensitively)
+    queues = InMemoryQueues()
+    event = api_event(body=json.dumps({"scope": "competitor_stats"}), content_type=content_type)
+
+    # When it is handled, Then it is read as JSON
+    answer = invoke(event, api_dependencies(queues))
+    assert (answer.status, answer.body["scope"]) == (202, "competitor_stats")
+    assert queued(queues) == [(RefreshScope.COMPETITOR_STATS, RefreshReason.API, 0)]
+
+
+class ExplodingQueues(InMemoryQueues):
+    def send(self, queue_url: str, message: Any) -> str:
+        raise KeyError("a bug")
+
+
+def test_a_bug_answers_500_without_detail_and_is_logged(log_output: io.StringIO) -> None:
+    # Given a queue client that fails in a way nobody foresaw
+    # When an authorized request arrives
+    answer = invoke(api_event(), api_dependencies(ExplodingQueues()))
+
+    # Then the caller gets a plain 500, and the log has the error with its type
+    assert answer.status == 500
+    assert answer.body == {"statusCode": 500, "message": "internal error; retry later"}
+    assert "KeyError" in log_output.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -556,8 +587,8 @@ def test_the_openapi_document_describes_the_contract() -> None:
     # Then it is POST with a bearer secret, an optional scope, and the SPEC's answers
     assert list(document["paths"]) == ["/cron/update-stats"]
     assert list(document["paths"]["/cron/update-stats"]) == ["post"]
-    assert operation["security"] == [{app.SECURITY_SCHEME: []}]
-    assert document["components"]["securitySchemes"][app.SECURITY_SCHEME]["scheme"] == "bearer"
+    assert operation["security"] == [{SECURITY_SCHEME: []}]
+    assert document["components"]["securitySchemes"][SECURITY_SCHEME]["scheme"] == "bearer"
     assert sorted(operation["responses"]) == ["202", "400", "401", "503"]
     assert document["components"]["schemas"]["RefreshScope"]["enum"] == [
         scope.value for scope in RefreshScope
