@@ -90,7 +90,7 @@ openapi: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/matchstats/matchstats functions devstack ops bench
+	$(VENV)/bin/mypy layers/matchstats/matchstats functions devstack ops testkit bench
 
 # The figures of README's Benchmarks section; BENCH_ARGS="--size tiny" for a quick run.
 .PHONY: bench

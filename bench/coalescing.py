@@ -33,14 +33,7 @@ from bench.fakes import DelayQueue, InMemorySqs
 from bench.measure import Progress, percentile, ratio
 from bench.points_throughput import QUEUE_URL, points_settings
 from bench.sizes import Size
-from devstack.events import points_bodies
 from devstack.functions import function_specs
-from devstack.oracle import (
-    actual_competitor_stats,
-    actual_standings,
-    expected_competitor_stats,
-    expected_standings,
-)
 from matchstats.config import RefreshSettings
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.jobs import JobStore
@@ -63,6 +56,13 @@ from matchstats.refresh import (
     ViewDecision,
     decide,
     refresh_views,
+)
+from testkit.events import points_bodies
+from testkit.oracle import (
+    actual_competitor_stats,
+    actual_standings,
+    expected_competitor_stats,
+    expected_standings,
 )
 
 POINTS_BATCH = 10  # CalculatePointsFunction's BatchSize: one refresh request per batch

@@ -21,11 +21,11 @@ from bench.database import (
 )
 from bench.environments import lambda_environment, run_child
 from bench.measure import Progress, ratio
-from devstack.events import load_event, points_bodies, sqs_event
 from devstack.functions import function_specs
 from devstack.sqs import LocalSqs, create_queues, queue_specs_from_template
 from devstack.template import TEMPLATE_PATH
 from matchstats.messages import RefreshMessage, RefreshReason
+from testkit.events import load_event, points_bodies, sqs_event
 
 BATCH = 10  # the SQS functions' BatchSize
 SEASON_MATCHES = 760

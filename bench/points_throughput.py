@@ -25,7 +25,6 @@ from bench.measure import Progress, median, ratio, stdout_discarded
 from bench.sizes import Size
 from bench.wire import ProtocolTrace, per_unit, round_trips
 from calculate_points import app as points_app
-from devstack.events import points_bodies, sqs_event
 from devstack.lambda_context import LambdaContext
 from devstack.tcp_proxy import TcpProxy
 from matchstats.config import PointsSettings
@@ -35,6 +34,7 @@ from matchstats.db.jobs import JobStore
 from matchstats.db.points import PointsStore
 from matchstats.models import PointsJob
 from matchstats.points import PointsDependencies
+from testkit.events import points_bodies, sqs_event
 
 BATCH_SIZE = 10
 TARGET_RATIO = 0.7

@@ -21,7 +21,10 @@ from typing import TextIO
 
 import psycopg
 
-from devstack.oracle import (
+from devstack.stack import DevStack, StackOptions
+from devstack.template import TEMPLATE_PATH
+from matchstats.producer import enqueue_points_calculation, enqueue_points_calculations
+from testkit.oracle import (
     actual_competitor_stats,
     actual_match_points,
     actual_standings,
@@ -29,10 +32,7 @@ from devstack.oracle import (
     expected_match_points,
     expected_standings,
 )
-from devstack.seed import complete_matches, correct_score, create_season, void_match
-from devstack.stack import DevStack, StackOptions
-from devstack.template import TEMPLATE_PATH
-from matchstats.producer import enqueue_points_calculation, enqueue_points_calculations
+from testkit.seed import complete_matches, correct_score, create_season, void_match
 
 VIEWS = ("competition_standings", "competitor_stats")
 # Where `make demo` and `make dev` keep the functions' logs (git-ignored; each run

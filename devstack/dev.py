@@ -25,10 +25,10 @@ import psycopg
 from devstack import devenv
 from devstack.demo import LOG_DIR
 from devstack.functions import Invocation
-from devstack.seed import DevSeason, seed_dev_season
 from devstack.stack import DevStack, StackOptions
 from matchstats.producer import enqueue_points_calculations
 from ops.console.server import ConsoleServer
+from testkit.seed import DevSeason, seed_dev_season
 
 SEEDS = ("season", "none")
 POISON_MATCH = 999_999

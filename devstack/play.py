@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import psycopg
 
 from devstack import devenv
-from devstack.seed import correct_score
 from matchstats.producer import enqueue_points_calculation
+from testkit.seed import correct_score
 
 
 def main(argv: Sequence[str] | None = None) -> int:

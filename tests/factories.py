@@ -1,8 +1,8 @@
-"""Sample events for the tests: the JSON files in events/ are the one source, and
-devstack.events builds the variants (the benchmark uses the same factories)."""
+"""Sample events for the tests, from testkit.events (the JSON files in events/ are the one
+source). New tests import testkit.events directly."""
 
 from __future__ import annotations
 
-from devstack.events import EVENTS_DIR, load_event, points_bodies, sqs_event
+from testkit.events import EVENTS_DIR, load_event, points_bodies, sqs_event
 
 __all__ = ["EVENTS_DIR", "load_event", "points_bodies", "sqs_event"]

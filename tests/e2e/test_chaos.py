@@ -51,7 +51,13 @@ import psycopg
 import pytest
 
 from devstack.esm import EventSourceMapping
-from devstack.oracle import (
+from devstack.stack import DevStack, StackOptions
+from matchstats.messages import PointsMessage
+from ops import dlq
+from ops.aws import Aws
+from ops.cli import main as matchstats_cli
+from ops.sqs import OpsQueues
+from testkit.oracle import (
     actual_competitor_stats,
     actual_match_points,
     actual_standings,
@@ -59,13 +65,7 @@ from devstack.oracle import (
     expected_match_points,
     expected_standings,
 )
-from devstack.seed import complete_matches, correct_score, create_season, void_match
-from devstack.stack import DevStack, StackOptions
-from matchstats.messages import PointsMessage
-from ops import dlq
-from ops.aws import Aws
-from ops.cli import main as matchstats_cli
-from ops.sqs import OpsQueues
+from testkit.seed import complete_matches, correct_score, create_season, void_match
 from tests.chaos_support import (
     EXPECTED_ERROR,
     POISON_KINDS,

@@ -16,7 +16,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devstack.seed import seed_dev_season
 from devstack.sqs import queue_counts
 from devstack.stack import DevStack, StackOptions
 from matchstats.producer import enqueue_points_calculations
@@ -24,6 +23,7 @@ from ops.aws import Aws
 from ops.console.data import ConsoleData
 from ops.console.server import ConsoleServer
 from ops.context import Context
+from testkit.seed import seed_dev_season
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-results"

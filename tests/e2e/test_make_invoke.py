@@ -22,9 +22,9 @@ import psycopg
 import pytest
 
 from devstack.rie import is_running
-from devstack.seed import complete_matches, create_season
 from devstack.sqs import LocalSqs
 from matchstats.messages import parse_refresh_message
+from testkit.seed import complete_matches, create_season
 from tests.conftest import truncate_all
 from tests.stack import Stack
 

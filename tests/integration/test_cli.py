@@ -23,16 +23,16 @@ import pytest
 from calculate_points import app
 from devstack.esm import EventSourceMapping, lambda_sqs_record
 from devstack.lambda_context import LambdaContext
-from devstack.oracle import actual_match_points, expected_match_points
 from devstack.postgres import create_database, drop_database, free_port
-from devstack.seed import Season, complete_matches, create_season, void_match
 from devstack.sqs import LocalSqs
 from matchstats.queues import pack_requests
 from ops.aws import Aws
 from ops.cli import main
 from refresh_views import app as refresh_app
+from testkit.events import points_bodies, sqs_event
+from testkit.oracle import actual_match_points, expected_match_points
+from testkit.seed import Season, complete_matches, create_season, void_match
 from tests.conftest import truncate_all
-from tests.factories import points_bodies, sqs_event
 from tests.stack import Stack, function_environment
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,13 +20,13 @@ import pytest
 from calculate_points import app
 from devstack.esm import batch_item_failures, lambda_sqs_record
 from devstack.lambda_context import LambdaContext
-from devstack.oracle import actual_match_points, expected_match_points
 from devstack.postgres import EmbeddedPostgres
-from devstack.seed import complete_matches, create_season
 from devstack.sqs import LocalSqs
 from devstack.tcp_proxy import TcpProxy
+from testkit.events import points_bodies
+from testkit.oracle import actual_match_points, expected_match_points
+from testkit.seed import complete_matches, create_season
 from tests.conftest import truncate_all
-from tests.factories import points_bodies
 from tests.stack import Stack, function_environment
 
 

@@ -17,14 +17,14 @@ from flask.testing import FlaskClient
 
 from calculate_points import app as points_app
 from devstack.lambda_context import LambdaContext
-from devstack.seed import Season, complete_matches, create_season
 from devstack.sqs import LocalSqs
 from ops.aws import Aws
 from ops.console.app import create_app
 from ops.console.data import ConsoleData
 from ops.context import Context
+from testkit.events import points_bodies, sqs_event
+from testkit.seed import Season, complete_matches, create_season
 from tests.conftest import truncate_all
-from tests.factories import points_bodies, sqs_event
 from tests.stack import Stack, function_environment
 
 HOST = "127.0.0.1:8765"

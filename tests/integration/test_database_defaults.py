@@ -23,15 +23,6 @@ import pytest
 
 from calculate_points import app as points_app
 from devstack.lambda_context import LambdaContext
-from devstack.oracle import (
-    actual_competitor_stats,
-    actual_match_points,
-    actual_standings,
-    expected_competitor_stats,
-    expected_match_points,
-    expected_standings,
-)
-from devstack.seed import complete_matches, correct_score, create_season
 from matchstats.config import PointsSettings, RefreshSettings
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.jobs import JobStore
@@ -40,7 +31,16 @@ from matchstats.db.refresh import RefreshStore
 from matchstats.points import PointsDependencies
 from matchstats.refresh import RefreshDependencies
 from refresh_views import app as refresh_app
-from tests.factories import points_bodies, sqs_event
+from testkit.events import points_bodies, sqs_event
+from testkit.oracle import (
+    actual_competitor_stats,
+    actual_match_points,
+    actual_standings,
+    expected_competitor_stats,
+    expected_match_points,
+    expected_standings,
+)
+from testkit.seed import complete_matches, correct_score, create_season
 from tests.fakes import InMemoryQueues
 from tests.roles import (
     ProductionLikeDatabase,

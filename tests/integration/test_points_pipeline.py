@@ -17,13 +17,13 @@ import pytest
 from calculate_points import app
 from devstack.esm import EventSourceMapping, batch_item_failures, lambda_sqs_record
 from devstack.lambda_context import LambdaContext
-from devstack.oracle import actual_match_points, expected_match_points
 from devstack.postgres import free_port
-from devstack.seed import complete_matches, correct_score, create_season, void_match
 from devstack.sqs import LocalSqs
 from matchstats.producer import enqueue_points_calculations
+from testkit.events import load_event, points_bodies, sqs_event
+from testkit.oracle import actual_match_points, expected_match_points
+from testkit.seed import complete_matches, correct_score, create_season, void_match
 from tests.conftest import FunctionDatabase, direct_only, pgbouncer_only, truncate_all
-from tests.factories import load_event, points_bodies, sqs_event
 from tests.fakes import BYTES_PER_MESSAGE as MAX_SQS_MESSAGE_BYTES
 from tests.fakes import InMemoryQueues
 from tests.stack import Stack, function_environment

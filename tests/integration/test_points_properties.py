@@ -7,7 +7,7 @@ poison mixed in. PointsStore.write_batch (the points SQL, one transaction per ba
 each batch. Whatever the sequence:
 
 - after a batch, every match it named whose row is valid has exactly the match_points
-  the row implies (devstack.oracle recomputes them in Python), and a match completed
+  the row implies (testkit.oracle recomputes them in Python), and a match completed
   without scores keeps the rows it had: reported, never guessed;
 - each record's outcome is its own (ok, match_not_found, invalid_message,
   missing_scores), and `changed` and the change counter move only when rows changed;
@@ -27,10 +27,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devstack.oracle import MatchPointsRow, actual_match_points, expected_match_points
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.points import PointsStore
 from matchstats.models import PointsJob, PointsOutcomeKind
+from testkit.oracle import MatchPointsRow, actual_match_points, expected_match_points
 from tests.conftest import truncate_all
 
 MAX_MATCHES = 3

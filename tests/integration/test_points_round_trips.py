@@ -9,11 +9,11 @@ from pathlib import Path
 import psycopg
 from psycopg import pq
 
-from devstack.oracle import actual_match_points, expected_match_points
-from devstack.seed import complete_matches, create_season
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.points import PointsStore
 from matchstats.models import PointsJob
+from testkit.oracle import actual_match_points, expected_match_points
+from testkit.seed import complete_matches, create_season
 
 
 def test_a_batch_of_ten_is_one_round_trip(

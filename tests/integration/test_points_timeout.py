@@ -21,11 +21,11 @@ import pytest
 from calculate_points import app
 from devstack.esm import EventSourceMapping, batch_item_failures
 from devstack.lambda_context import LambdaContext
-from devstack.oracle import actual_match_points, expected_match_points
-from devstack.seed import complete_matches, create_season
 from matchstats.points import POST_COMMIT_RESERVE_MS
+from testkit.events import points_bodies
+from testkit.oracle import actual_match_points, expected_match_points
+from testkit.seed import complete_matches, create_season
 from tests.conftest import truncate_all
-from tests.factories import points_bodies
 from tests.stack import Stack, function_environment
 
 # A function timeout this short leaves the SQL a budget of 3 s (8 s less the 5 s kept back

@@ -18,14 +18,6 @@ import pytest
 
 from devstack.esm import EventSourceMapping
 from devstack.lambda_context import LambdaContext
-from devstack.oracle import (
-    actual_competitor_stats,
-    actual_standings,
-    expected_competitor_stats,
-    expected_standings,
-    expected_table_order,
-)
-from devstack.seed import complete_matches, create_season
 from devstack.sqs import LocalSqs
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.points import PointsStore
@@ -35,8 +27,16 @@ from matchstats.models import PointsJob, ViewState
 from matchstats.refresh import decide
 from refresh_views import app
 from scheduled_refresh import app as scheduled_refresh
+from testkit.events import load_event, sqs_event
+from testkit.oracle import (
+    actual_competitor_stats,
+    actual_standings,
+    expected_competitor_stats,
+    expected_standings,
+    expected_table_order,
+)
+from testkit.seed import complete_matches, create_season
 from tests.conftest import FunctionDatabase, truncate_all
-from tests.factories import load_event, sqs_event
 from tests.fakes import BYTES_PER_MESSAGE as MAX_SQS_MESSAGE_BYTES
 from tests.fakes import InMemoryQueues
 from tests.stack import Stack, function_environment

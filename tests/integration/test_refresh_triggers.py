@@ -18,7 +18,7 @@ from devstack.sqs import LocalSqs
 from matchstats.messages import RefreshReason, RefreshScope, parse_refresh_message
 from refresh_api import app as refresh_api
 from scheduled_refresh import app as scheduled_refresh
-from tests.factories import load_event
+from testkit.events import load_event
 from tests.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ from matchstats.errors import QueueUnavailableError
 from matchstats.messages import RefreshReason, RefreshScope, parse_refresh_message
 from matchstats.observability import logger
 from scheduled_refresh import app
-from tests.factories import load_event
+from testkit.events import load_event
 from tests.fakes import InMemoryQueues
 
 ROOT = Path(__file__).resolve().parents[2]

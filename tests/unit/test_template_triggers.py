@@ -15,7 +15,7 @@ import pytest
 from devstack.template import load_template
 from matchstats.config import ApiSettings, RefreshRequestSettings
 from matchstats.messages import ScheduleEventShape, recognise_schedule_event
-from tests.factories import load_event
+from testkit.events import load_event
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIGGERS = ("ScheduledRefreshFunction", "RefreshApiFunction")
