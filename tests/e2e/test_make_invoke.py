@@ -26,7 +26,7 @@ from devstack.sqs import LocalSqs
 from matchstats.messages import parse_refresh_message
 from testkit.seed import complete_matches, create_season
 from tests.conftest import truncate_all
-from tests.stack import Stack
+from tests.template_queues import TemplateQueues
 
 ROOT = Path(__file__).resolve().parents[2]
 # The first run builds the layer (pip downloads its wheels) before invoking.
@@ -114,7 +114,7 @@ def make_invoke(*variables: str) -> Invocation:
     return Invocation(result.returncode, result.stdout, result.stderr)
 
 
-def local_env_file(stack: Stack, database_url: str, endpoint_url: str) -> dict[str, Any]:
+def local_env_file(stack: TemplateQueues, database_url: str, endpoint_url: str) -> dict[str, Any]:
     """The repository's env.json with its local URLs replaced by this test's services."""
 
     def pointed_here(name: str, value: str) -> str:
@@ -140,14 +140,14 @@ def local_sqs() -> Iterator[LocalSqs]:
 
 
 @pytest.fixture
-def stack(local_sqs: LocalSqs, db: psycopg.Connection) -> Stack:
+def stack(local_sqs: LocalSqs, db: psycopg.Connection) -> TemplateQueues:
     """Empty tables and fresh queues for each invocation."""
     truncate_all(db)
-    return Stack.fresh_queues(local_sqs.client())
+    return TemplateQueues.fresh_queues(local_sqs.client())
 
 
 @pytest.fixture
-def env_file(stack: Stack, database_url: str, local_sqs: LocalSqs, tmp_path: Path) -> Path:
+def env_file(stack: TemplateQueues, database_url: str, local_sqs: LocalSqs, tmp_path: Path) -> Path:
     path = tmp_path / "env.json"
     path.write_text(json.dumps(local_env_file(stack, database_url, local_sqs.endpoint_url)))
     return path
@@ -163,7 +163,7 @@ def test_every_sample_event_has_a_case() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[case.event for case in CASES])
 def test_make_invoke_runs_the_sample_event_through_the_built_function(
-    case: Case, stack: Stack, env_file: Path, db: psycopg.Connection
+    case: Case, stack: TemplateQueues, env_file: Path, db: psycopg.Connection
 ) -> None:
     # Given matches 1 and 2 completed, as events/calculate-points.json expects
     season = create_season(db, competitions=1, competitors_per_competition=4)
@@ -217,7 +217,7 @@ def test_make_invoke_names_the_problem_when_the_function_or_event_is_wrong(
     assert "emulator pid" not in invocation.stderr
 
 
-def receive_all(stack: Stack, queue: str) -> list[dict[str, Any]]:
+def receive_all(stack: TemplateQueues, queue: str) -> list[dict[str, Any]]:
     """Every message on `queue`, delayed ones included (a refresh waits a second)."""
     messages: list[dict[str, Any]] = []
     while True:

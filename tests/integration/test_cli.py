@@ -33,7 +33,7 @@ from testkit.events import points_bodies, sqs_event
 from testkit.oracle import actual_match_points, expected_match_points
 from testkit.seed import Season, complete_matches, create_season, void_match
 from tests.conftest import truncate_all
-from tests.stack import Stack, function_environment
+from tests.template_queues import TemplateQueues, function_environment
 
 REPO = Path(__file__).resolve().parents[2]
 QUEUES = ("PointsQueue", "PointsDeadLetterQueue", "RefreshQueue", "RefreshDeadLetterQueue")
@@ -57,7 +57,7 @@ def stack(
     local_sqs: LocalSqs,
     database_url: str,
     db: psycopg.Connection,
-) -> Iterator[Stack]:
+) -> Iterator[TemplateQueues]:
     """Empty tables and fresh queues; the environment an operator would set for the local
     stack, which is also CalculatePointsFunction's (for processing what the CLI sends)."""
     truncate_all(db)
@@ -66,7 +66,7 @@ def stack(
         "UPDATE view_refresh_state"
         " SET last_started_at = NULL, last_finished_at = NULL, last_change_seq = NULL"
     )
-    created = Stack.fresh_queues(local_sqs.client())
+    created = TemplateQueues.fresh_queues(local_sqs.client())
     env = {
         **local_sqs.environment(),
         **function_environment(created, database_url, "CalculatePointsFunction"),
@@ -100,7 +100,7 @@ def invoke_points(bodies: list[str]) -> None:
         app.lambda_handler(sqs_event(bodies[start : start + 10]), context)
 
 
-def consume_points(stack: Stack) -> None:
+def consume_points(stack: TemplateQueues) -> None:
     """CalculatePointsFunction behind its event source mapping until PointsQueue is empty."""
     with EventSourceMapping(
         stack.sqs,
@@ -125,7 +125,7 @@ def dead_letter_points(db: psycopg.Connection, match_ids: list[int]) -> None:
     invoke_points(points_bodies(*match_ids))
 
 
-def peek(stack: Stack, queue: str) -> list[dict[str, Any]]:
+def peek(stack: TemplateQueues, queue: str) -> list[dict[str, Any]]:
     """Every message on `queue`, made visible again afterwards (for a dead-letter queue,
     whose receive counts do not matter)."""
     messages: list[dict[str, Any]] = []
@@ -225,7 +225,7 @@ def test_migrate_applies_every_migration_once(
 
 
 def test_status_shows_queues_views_and_waiting_changes(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given views that are current, then a points change and a dead-lettered message
     matches = season(db).match_ids
@@ -256,7 +256,7 @@ def test_status_shows_queues_views_and_waiting_changes(
 
 
 def test_jobs_lists_history_with_filters(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given three completed points jobs, one failed one, and a manual refresh
     matches = season(db).match_ids
@@ -287,7 +287,7 @@ def test_jobs_lists_history_with_filters(
 
 
 def test_dlq_show_lists_reasons_and_leaves_the_messages_there(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given three dead-lettered points messages
     matches = season(db).match_ids[:3]
@@ -308,7 +308,7 @@ def test_dlq_show_lists_reasons_and_leaves_the_messages_there(
 
 
 def test_dlq_redrive_restores_dead_lettered_points(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given 12 points messages dead-lettered because their matches had no scores yet
     played = season(db)
@@ -346,7 +346,7 @@ def test_dlq_redrive_restores_dead_lettered_points(
 
 
 def test_dlq_redrive_moves_large_messages_in_requests_sqs_accepts(
-    capsys: pytest.CaptureFixture[str], stack: Stack
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues
 ) -> None:
     # Given eight dead-lettered messages of 150,000 bytes each (1.2 MB together, over SQS's
     # 1 MiB a SendMessageBatch request), with our reason and an attribute of their own
@@ -402,7 +402,7 @@ class InterruptingSqs:
 
 
 def test_redrive_interrupted_before_a_delete_loses_and_duplicates_nothing(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given 25 dead-lettered points messages (three chunks of at most 10)
     matches = season(db).match_ids[:25]
@@ -437,7 +437,7 @@ def test_redrive_interrupted_before_a_delete_loses_and_duplicates_nothing(
 
 
 def test_redrive_interrupted_during_a_send_loses_nothing_and_a_rerun_finishes(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given 25 dead-lettered points messages whose matches now have scores
     matches = season(db).match_ids[:25]
@@ -520,7 +520,7 @@ class MoveTaskSqs:
 
 
 def test_redrive_uses_a_message_move_task_where_the_endpoint_runs_one(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given four dead-lettered points messages and an endpoint with message move tasks
     matches = season(db).match_ids[:4]
@@ -542,7 +542,7 @@ def test_redrive_uses_a_message_move_task_where_the_endpoint_runs_one(
 
 
 def test_recompute_enqueues_the_selected_matches_and_fixes_points(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given two competitions: in the first 10 matches completed with points, one since
     # voided (its points must go); in the second 4 completed without points yet
@@ -579,7 +579,7 @@ def test_recompute_enqueues_the_selected_matches_and_fixes_points(
 
 
 def test_refresh_enqueues_or_runs_in_process(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given completed matches with points that no view shows yet
     matches = season(db).match_ids[:6]
@@ -619,7 +619,7 @@ def test_refresh_enqueues_or_runs_in_process(
 
 def test_stack_outputs_and_its_database_secret_configure_the_command_and_env_wins(
     capsys: pytest.CaptureFixture[str],
-    stack: Stack,
+    stack: TemplateQueues,
     local_sqs: LocalSqs,
     db: psycopg.Connection,
     monkeypatch: pytest.MonkeyPatch,
@@ -711,7 +711,7 @@ def test_bad_usage_is_one_line_and_exit_2(
 
 
 def test_unknown_ids_are_one_line_and_exit_1(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given a season without match 999999 or competition 424242
     season(db)
@@ -728,7 +728,7 @@ def test_unknown_ids_are_one_line_and_exit_1(
 
 
 def test_unreachable_database_endpoint_or_missing_configuration_is_one_line_and_exit_1(
-    capsys: pytest.CaptureFixture[str], stack: Stack, monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given nothing listening on two ports
     closed_db, closed_sqs = free_port(), free_port()
@@ -777,7 +777,7 @@ class Terminal(io.StringIO):
 
 def test_dlq_discard_deletes_a_poison_message_by_kind_or_id_after_asking(
     capsys: pytest.CaptureFixture[str],
-    stack: Stack,
+    stack: TemplateQueues,
     db: psycopg.Connection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -818,7 +818,7 @@ def test_dlq_discard_deletes_a_poison_message_by_kind_or_id_after_asking(
 
 
 def test_redrive_by_id_moves_only_the_repaired_message(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given two messages dead-lettered for missing scores, and one match since repaired
     repaired, still_bad = season(db).match_ids[:2]
@@ -843,7 +843,7 @@ def test_redrive_by_id_moves_only_the_repaired_message(
 
 
 def test_jobs_show_gives_body_kind_reason_and_the_dead_letter_copy(
-    capsys: pytest.CaptureFixture[str], stack: Stack, db: psycopg.Connection
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given a points message dead-lettered because its match has no scores
     [match] = season(db).match_ids[:1]
@@ -880,7 +880,7 @@ def refresh_request(reason: str, requested_at: str) -> str:
 
 def test_refresh_jobs_say_whether_their_refresh_ran_was_covered_or_unchanged(
     capsys: pytest.CaptureFixture[str],
-    stack: Stack,
+    stack: TemplateQueues,
     db: psycopg.Connection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -928,7 +928,7 @@ def test_refresh_jobs_say_whether_their_refresh_ran_was_covered_or_unchanged(
     assert re.search(r"competitor_stats\s+unchanged", detail.out)
 
 
-def receive_as_event(stack: Stack, queue: str) -> dict[str, Any]:
+def receive_as_event(stack: TemplateQueues, queue: str) -> dict[str, Any]:
     """What the event source mapping would hand the function: the queue's messages, received."""
     messages = stack.sqs.receive_message(
         QueueUrl=stack.urls[queue],
@@ -941,7 +941,7 @@ def receive_as_event(stack: Stack, queue: str) -> dict[str, Any]:
 
 def test_a_retry_waiting_its_backoff_shows_its_next_attempt(
     capsys: pytest.CaptureFixture[str],
-    stack: Stack,
+    stack: TemplateQueues,
     db: psycopg.Connection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

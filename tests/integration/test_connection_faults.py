@@ -27,7 +27,7 @@ from testkit.events import points_bodies
 from testkit.oracle import actual_match_points, expected_match_points
 from testkit.seed import complete_matches, create_season
 from tests.conftest import truncate_all
-from tests.stack import Stack, function_environment
+from tests.template_queues import TemplateQueues, function_environment
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +39,11 @@ def sqs_client() -> Iterator[Any]:
 @pytest.fixture
 def stack(
     monkeypatch: pytest.MonkeyPatch, sqs_client: Any, database_url: str, db: psycopg.Connection
-) -> Iterator[Stack]:
+) -> Iterator[TemplateQueues]:
     """CalculatePointsFunction's environment as template.yaml gives it, on the local stack;
     empty tables and queues, and a cold function, for each test."""
     truncate_all(db)
-    stack = Stack.fresh_queues(sqs_client)
+    stack = TemplateQueues.fresh_queues(sqs_client)
     for name, value in function_environment(stack, database_url, "CalculatePointsFunction").items():
         monkeypatch.setenv(name, value)
     app.dependencies.cache_clear()
@@ -51,7 +51,7 @@ def stack(
     app.dependencies.cache_clear()
 
 
-def deliver(stack: Stack, timeout_s: float = 120) -> tuple[list[str], set[str], float]:
+def deliver(stack: TemplateQueues, timeout_s: float = 120) -> tuple[list[str], set[str], float]:
     """Receives every visible points message as one batch and invokes the handler as the
     event source mapping would. Returns the receive counts, the failed ids and the seconds
     the invocation took."""
@@ -86,7 +86,7 @@ def function_backends(db: psycopg.Connection) -> list[int]:
 
 
 def test_a_backend_terminated_between_invocations_costs_no_receive(
-    stack: Stack, db: psycopg.Connection
+    stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given a warm function: it has processed one batch and kept its connection
     season = create_season(db, competitions=1, competitors_per_competition=4)
@@ -112,7 +112,7 @@ def test_a_backend_terminated_between_invocations_costs_no_receive(
 
 
 def test_a_restart_between_invocations_costs_no_receive(
-    stack: Stack,
+    stack: TemplateQueues,
     db: psycopg.Connection,
     database_url: str,
     restartable_postgres: EmbeddedPostgres,
@@ -142,8 +142,8 @@ def test_a_restart_between_invocations_costs_no_receive(
 
 @pytest.fixture
 def proxied_stack(
-    monkeypatch: pytest.MonkeyPatch, stack: Stack, database_url: str
-) -> Iterator[tuple[Stack, TcpProxy]]:
+    monkeypatch: pytest.MonkeyPatch, stack: TemplateQueues, database_url: str
+) -> Iterator[tuple[TemplateQueues, TcpProxy]]:
     """The function's DATABASE_URL through a TCP proxy that can go silent."""
     with TcpProxy.in_front_of(database_url) as proxy:
         monkeypatch.setenv("DATABASE_URL", proxy.url(database_url))
@@ -153,7 +153,7 @@ def proxied_stack(
 
 
 def test_a_connection_that_goes_silent_fails_the_batch_inside_its_time_with_backoff(
-    proxied_stack: tuple[Stack, TcpProxy], db: psycopg.Connection
+    proxied_stack: tuple[TemplateQueues, TcpProxy], db: psycopg.Connection
 ) -> None:
     # Given a warm function whose connection goes through a proxy
     stack, proxy = proxied_stack

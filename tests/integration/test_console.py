@@ -25,7 +25,7 @@ from ops.context import Context
 from testkit.events import points_bodies, sqs_event
 from testkit.seed import Season, complete_matches, create_season
 from tests.conftest import truncate_all
-from tests.stack import Stack, function_environment
+from tests.template_queues import TemplateQueues, function_environment
 
 HOST = "127.0.0.1:8765"
 ORIGIN = f"http://{HOST}"
@@ -36,14 +36,14 @@ CRON_SECRET = "local-cron-secret-never-shown"
 @pytest.fixture
 def stack(
     monkeypatch: pytest.MonkeyPatch, local_sqs: LocalSqs, database_url: str, db: psycopg.Connection
-) -> Iterator[tuple[Stack, dict[str, str]]]:
+) -> Iterator[tuple[TemplateQueues, dict[str, str]]]:
     truncate_all(db)
     db.execute("TRUNCATE refresh_log")
     db.execute(
         "UPDATE view_refresh_state"
         " SET last_started_at = NULL, last_finished_at = NULL, last_change_seq = NULL"
     )
-    created = Stack.fresh_queues(local_sqs.client())
+    created = TemplateQueues.fresh_queues(local_sqs.client())
     env = {
         **local_sqs.environment(),
         **function_environment(created, database_url, "CalculatePointsFunction"),
@@ -59,7 +59,7 @@ def stack(
 
 
 @pytest.fixture
-def console(stack: tuple[Stack, dict[str, str]]) -> Iterator[FlaskClient]:
+def console(stack: tuple[TemplateQueues, dict[str, str]]) -> Iterator[FlaskClient]:
     _, env = stack
     context = Context(argparse.Namespace(stack=None), Aws(local=env), env)
     data = ConsoleData(context)
@@ -103,7 +103,7 @@ def invoke_points(bodies: list[str]) -> None:
 
 
 def test_the_console_shows_queues_views_standings_jobs_and_dead_letters(
-    console: FlaskClient, stack: tuple[Stack, dict[str, str]], db: psycopg.Connection
+    console: FlaskClient, stack: tuple[TemplateQueues, dict[str, str]], db: psycopg.Connection
 ) -> None:
     # Given points for 3 matches, the views refreshed, and one poison message
     season = play(db, 3)
@@ -177,7 +177,7 @@ def test_a_jobs_detail_gives_body_kind_reason_and_its_dead_letter_copy(
 
 
 def test_discard_takes_a_confirmation_and_deletes_only_what_was_confirmed(
-    console: FlaskClient, stack: tuple[Stack, dict[str, str]], db: psycopg.Connection
+    console: FlaskClient, stack: tuple[TemplateQueues, dict[str, str]], db: psycopg.Connection
 ) -> None:
     # Given two poison messages
     create_season(db, competitions=1, competitors_per_competition=4)
@@ -210,7 +210,7 @@ def test_discard_takes_a_confirmation_and_deletes_only_what_was_confirmed(
 
 
 def test_redrive_by_kind_moves_the_repaired_messages_back(
-    console: FlaskClient, stack: tuple[Stack, dict[str, str]], db: psycopg.Connection
+    console: FlaskClient, stack: tuple[TemplateQueues, dict[str, str]], db: psycopg.Connection
 ) -> None:
     # Given a match completed without scores, dead-lettered, then repaired
     season = create_season(db, competitions=1, competitors_per_competition=4)
@@ -237,7 +237,7 @@ def test_redrive_by_kind_moves_the_repaired_messages_back(
 
 
 def test_a_forced_refresh_is_requested_on_the_refresh_queue(
-    console: FlaskClient, stack: tuple[Stack, dict[str, str]]
+    console: FlaskClient, stack: tuple[TemplateQueues, dict[str, str]]
 ) -> None:
     # Given a signed-in console
     token = signed_in(console)
@@ -253,7 +253,7 @@ def test_a_forced_refresh_is_requested_on_the_refresh_queue(
 
 
 def test_without_session_token_origin_or_host_nothing_is_shown_or_done(
-    console: FlaskClient, stack: tuple[Stack, dict[str, str]], db: psycopg.Connection
+    console: FlaskClient, stack: tuple[TemplateQueues, dict[str, str]], db: psycopg.Connection
 ) -> None:
     # Given a poison message, and a browser that has not opened the printed URL
     create_season(db, competitions=1, competitors_per_competition=4)

@@ -4,7 +4,7 @@ Each case lays a database out as in production (tests/roles.py: the application 
 tables, the bundle connects as the README's role), sets one kind of default the other way
 on the database or on the bundle's role, then runs a season through the real handlers:
 CalculatePointsFunction, then RefreshViewsFunction with the refresh request it sent. Then
-match_points and both views equal the independent recomputation (devstack/oracle.py), and
+match_points and both views equal the independent recomputation (testkit/oracle.py), and
 no record failed. The role's URL is the functions' DATABASE_URL; the Given and Then steps
 use the application owner's connection.
 """

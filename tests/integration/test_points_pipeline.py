@@ -26,7 +26,7 @@ from testkit.seed import complete_matches, correct_score, create_season, void_ma
 from tests.conftest import FunctionDatabase, direct_only, pgbouncer_only, truncate_all
 from tests.fakes import BYTES_PER_MESSAGE as MAX_SQS_MESSAGE_BYTES
 from tests.fakes import InMemoryQueues
-from tests.stack import Stack, function_environment
+from tests.template_queues import TemplateQueues, function_environment
 
 FUNCTION_TIMEOUT_S = 120
 
@@ -43,12 +43,12 @@ def points_env(
     local_sqs_client: Any,
     function_database: FunctionDatabase,
     db: psycopg.Connection,
-) -> Iterator[Stack]:
+) -> Iterator[TemplateQueues]:
     """CalculatePointsFunction's environment as template.yaml gives it, pointed at the local
     stack, its database reached directly or through PgBouncer (each test runs both ways);
     empty tables and queues for each test."""
     truncate_all(db)
-    stack = Stack.fresh_queues(local_sqs_client)
+    stack = TemplateQueues.fresh_queues(local_sqs_client)
     env = function_environment(
         stack, function_database.url, "CalculatePointsFunction", function_database.pooler
     )
@@ -63,7 +63,7 @@ def context(timeout_s: float = FUNCTION_TIMEOUT_S) -> LambdaContext:
     return LambdaContext.for_invocation("CalculatePointsFunction", timeout_s)
 
 
-def receive_batch(stack: Stack, count: int) -> list[dict[str, Any]]:
+def receive_batch(stack: TemplateQueues, count: int) -> list[dict[str, Any]]:
     """Receives exactly `count` messages from PointsQueue as one batch."""
     messages: list[dict[str, Any]] = []
     deadline = time.monotonic() + 10
@@ -79,7 +79,9 @@ def receive_batch(stack: Stack, count: int) -> list[dict[str, Any]]:
     return messages
 
 
-def invoke_batch(stack: Stack, messages: list[dict[str, Any]], timeout_s: float = 120) -> set[str]:
+def invoke_batch(
+    stack: TemplateQueues, messages: list[dict[str, Any]], timeout_s: float = 120
+) -> set[str]:
     """Invokes the handler as the event source mapping would and deletes the successes;
     returns the ids of the records the handler reported failed."""
     event = {
@@ -93,7 +95,9 @@ def invoke_batch(stack: Stack, messages: list[dict[str, Any]], timeout_s: float 
     return set(failed)
 
 
-def mapping(stack: Stack, handler: Callable[..., Any], concurrency: int = 5) -> EventSourceMapping:
+def mapping(
+    stack: TemplateQueues, handler: Callable[..., Any], concurrency: int = 5
+) -> EventSourceMapping:
     return EventSourceMapping(
         stack.sqs,
         stack.urls["PointsQueue"],
@@ -108,7 +112,7 @@ def mapping(stack: Stack, handler: Callable[..., Any], concurrency: int = 5) -> 
 
 
 def test_season_with_every_message_three_times_in_shuffled_order_by_five_workers(
-    points_env: Stack, db: psycopg.Connection
+    points_env: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given a season of 240 matches, most completed, a few corrected or voided
     rng = random.Random(20261128)
@@ -143,7 +147,7 @@ def test_season_with_every_message_three_times_in_shuffled_order_by_five_workers
 
 
 def test_corrections_and_voids_follow_the_current_row_whatever_the_delivery_order(
-    points_env: Stack, db: psycopg.Connection
+    points_env: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given two completed matches and their first messages
     season = create_season(db, competitions=1, competitors_per_competition=4)
@@ -176,7 +180,7 @@ def test_corrections_and_voids_follow_the_current_row_whatever_the_delivery_orde
 
 
 def test_poison_records_go_to_the_dead_letter_queue_with_a_reason_and_the_rest_commit(
-    points_env: Stack, db: psycopg.Connection
+    points_env: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given 8 completed matches and one completed without scores
     season = create_season(db, competitions=1, competitors_per_competition=6)
@@ -221,7 +225,7 @@ def test_poison_records_go_to_the_dead_letter_queue_with_a_reason_and_the_rest_c
 
 
 def test_ids_a_node_producer_sends_as_strings_compute_points_and_a_misspelled_one_dead_letters(
-    points_env: Stack, db: psycopg.Connection
+    points_env: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given matches 42 and 43 completed (match 43 at score version 1)
     season = create_season(db, competitions=1, competitors_per_competition=8)
@@ -258,7 +262,7 @@ def test_ids_a_node_producer_sends_as_strings_compute_points_and_a_misspelled_on
 
 
 def test_eight_large_invalid_bodies_are_all_dead_lettered_on_the_first_receive(
-    points_env: Stack,
+    points_env: TemplateQueues,
 ) -> None:
     # Given eight non-JSON bodies of 150,000 bytes (1.2 MB together, over SQS's 1 MiB a
     # SendMessageBatch request) received as one batch
@@ -285,7 +289,7 @@ def test_eight_large_invalid_bodies_are_all_dead_lettered_on_the_first_receive(
 
 
 def test_a_message_too_large_to_copy_with_any_reason_is_left_to_redrive_and_stays_findable(
-    points_env: Stack, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+    points_env: TemplateQueues, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given the function with the real database and an SQS that enforces SQS's real size
     # limits, attributes counted (moto counts bodies only)
@@ -324,7 +328,7 @@ def test_a_message_too_large_to_copy_with_any_reason_is_left_to_redrive_and_stay
 
 
 def test_a_message_left_to_redrive_reaches_the_dead_letter_queue_after_three_quick_receives(
-    points_env: Stack, db: psycopg.Connection
+    points_env: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given a non-JSON body too large to dead-letter with any reason, on PointsQueue
     body = "X" * (MAX_SQS_MESSAGE_BYTES - 50)
@@ -359,7 +363,7 @@ def test_a_message_left_to_redrive_reaches_the_dead_letter_queue_after_three_qui
 # The function's database is replaced by one nobody listens on: no pooler to go through.
 @direct_only
 def test_database_unreachable_backs_off_5_then_10_seconds_then_dead_letters(
-    points_env: Stack, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+    points_env: TemplateQueues, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a database nobody listens on, and three messages
     monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/none")
@@ -393,7 +397,7 @@ def test_database_unreachable_backs_off_5_then_10_seconds_then_dead_letters(
 
 
 def test_a_statement_that_cannot_finish_in_the_remaining_time_writes_nothing(
-    points_env: Stack, db: psycopg.Connection, database_url: str
+    points_env: TemplateQueues, db: psycopg.Connection, database_url: str
 ) -> None:
     # Given two completed matches, one of them locked by another points transaction
     season = create_season(db, competitions=1, competitors_per_competition=4)
@@ -421,7 +425,7 @@ def test_a_statement_that_cannot_finish_in_the_remaining_time_writes_nothing(
 
 
 def test_one_delayed_refresh_message_per_batch_sent_after_commit(
-    points_env: Stack, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+    points_env: TemplateQueues, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a refresh delay of 2 s and five completed matches
     monkeypatch.setenv("REFRESH_DELAY_SECONDS", "2")
@@ -448,7 +452,7 @@ def test_one_delayed_refresh_message_per_batch_sent_after_commit(
 
 
 def test_refresh_message_not_sent_fails_the_records_and_a_retry_sends_it(
-    points_env: Stack, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+    points_env: TemplateQueues, db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a refresh queue that cannot be reached, and two completed matches
     monkeypatch.setenv("REFRESH_QUEUE_URL", points_env.urls["RefreshQueue"] + "-missing")
@@ -478,7 +482,7 @@ def test_refresh_message_not_sent_fails_the_records_and_a_retry_sends_it(
 
 
 def test_job_history_keeps_the_last_100_completed_and_50_failed(
-    points_env: Stack, db: psycopg.Connection
+    points_env: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given one completed match
     season = create_season(db, competitions=1, competitors_per_competition=4)
@@ -502,7 +506,7 @@ def test_job_history_keeps_the_last_100_completed_and_50_failed(
 
 
 def test_the_sample_event_computes_points_through_the_handler(
-    points_env: Stack, db: psycopg.Connection
+    points_env: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given matches 1 and 2 completed, as events/calculate-points.json expects
     season = create_season(db, competitions=1, competitors_per_competition=4)
@@ -520,7 +524,7 @@ def test_the_sample_event_computes_points_through_the_handler(
 
 @pgbouncer_only
 def test_sixty_single_message_batches_in_five_environments_behind_pgbouncer_all_complete(
-    points_env: Stack, db: psycopg.Connection
+    points_env: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given 60 completed matches
     season = create_season(db, competitions=1, competitors_per_competition=9)

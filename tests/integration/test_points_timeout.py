@@ -26,7 +26,7 @@ from testkit.events import points_bodies
 from testkit.oracle import actual_match_points, expected_match_points
 from testkit.seed import complete_matches, create_season
 from tests.conftest import truncate_all
-from tests.stack import Stack, function_environment
+from tests.template_queues import TemplateQueues, function_environment
 
 # A function timeout this short leaves the SQL a budget of 3 s (8 s less the 5 s kept back
 # for what follows a commit), so a lock held longer than that cannot be waited out.
@@ -37,10 +37,10 @@ FIRST_BACKOFF_S = 5
 @pytest.fixture
 def points_env(
     monkeypatch: pytest.MonkeyPatch, sqs_client: Any, database_url: str, db: psycopg.Connection
-) -> Iterator[Stack]:
+) -> Iterator[TemplateQueues]:
     """CalculatePointsFunction's environment from template.yaml, on fresh queues and tables."""
     truncate_all(db)
-    stack = Stack.fresh_queues(sqs_client)
+    stack = TemplateQueues.fresh_queues(sqs_client)
     for name, value in function_environment(stack, database_url, "CalculatePointsFunction").items():
         monkeypatch.setenv(name, value)
     app.dependencies.cache_clear()
@@ -92,7 +92,7 @@ class RecordingHandler:
 
 
 def test_a_batch_out_of_time_writes_nothing_and_its_records_complete_on_redelivery(
-    points_env: Stack, db: psycopg.Connection, database_url: str
+    points_env: TemplateQueues, db: psycopg.Connection, database_url: str
 ) -> None:
     # Given two completed matches, one of them locked by another points transaction
     season = create_season(db, competitions=1, competitors_per_competition=4)

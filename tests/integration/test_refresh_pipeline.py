@@ -39,7 +39,7 @@ from testkit.seed import complete_matches, create_season
 from tests.conftest import FunctionDatabase, truncate_all
 from tests.fakes import BYTES_PER_MESSAGE as MAX_SQS_MESSAGE_BYTES
 from tests.fakes import InMemoryQueues
-from tests.stack import Stack, function_environment
+from tests.template_queues import TemplateQueues, function_environment
 
 VIEWS = ("competition_standings", "competitor_stats")
 
@@ -56,7 +56,7 @@ def refresh_env(
     local_sqs_client: Any,
     function_database: FunctionDatabase,
     db: psycopg.Connection,
-) -> Iterator[Stack]:
+) -> Iterator[TemplateQueues]:
     """RefreshViewsFunction's environment as template.yaml gives it, pointed at the local
     stack, its database reached directly or through PgBouncer (each test runs both ways);
     empty tables, refresh state and queues for each test."""
@@ -66,7 +66,7 @@ def refresh_env(
         "UPDATE view_refresh_state"
         " SET last_started_at = NULL, last_finished_at = NULL, last_change_seq = NULL"
     )
-    stack = Stack.fresh_queues(local_sqs_client)
+    stack = TemplateQueues.fresh_queues(local_sqs_client)
     env = function_environment(
         stack, function_database.url, "RefreshViewsFunction", function_database.pooler
     )
@@ -126,7 +126,7 @@ def play_season(db: psycopg.Connection, database_url: str, **season: int) -> lis
 
 
 def test_a_refresh_fills_both_views_equal_to_a_recomputation(
-    refresh_env: Stack, db: psycopg.Connection, database_url: str
+    refresh_env: TemplateQueues, db: psycopg.Connection, database_url: str
 ) -> None:
     # Given a played season whose views have never been refreshed
     play_season(db, database_url, competitions=2, competitors_per_competition=8)
@@ -149,7 +149,7 @@ def test_a_refresh_fills_both_views_equal_to_a_recomputation(
 
 
 def test_nothing_changed_is_skipped_unless_forced(
-    refresh_env: Stack, db: psycopg.Connection, database_url: str
+    refresh_env: TemplateQueues, db: psycopg.Connection, database_url: str
 ) -> None:
     # Given views refreshed after the last change
     play_season(db, database_url, competitions=1, competitors_per_competition=4)
@@ -169,7 +169,7 @@ def test_nothing_changed_is_skipped_unless_forced(
 
 
 def test_fifty_requests_during_a_refresh_lead_to_at_most_one_more(
-    refresh_env: Stack, db: psycopg.Connection, database_url: str
+    refresh_env: TemplateQueues, db: psycopg.Connection, database_url: str
 ) -> None:
     # Given a played season with fresh views
     match_ids = play_season(db, database_url, competitions=2, competitors_per_competition=10)
@@ -240,7 +240,7 @@ def test_fifty_requests_during_a_refresh_lead_to_at_most_one_more(
 
 
 def test_readers_are_never_blocked_by_back_to_back_refreshes(
-    refresh_env: Stack, db: psycopg.Connection, database_url: str
+    refresh_env: TemplateQueues, db: psycopg.Connection, database_url: str
 ) -> None:
     # Given a populated competition table of four competitions of 40
     play_season(db, database_url, competitions=4, competitors_per_competition=40)
@@ -299,7 +299,7 @@ def test_readers_are_never_blocked_by_back_to_back_refreshes(
 
 
 def test_every_refresh_is_announced_to_listeners(
-    refresh_env: Stack, db: psycopg.Connection, database_url: str
+    refresh_env: TemplateQueues, db: psycopg.Connection, database_url: str
 ) -> None:
     # Given an application cache listening on matchstats_refreshed
     play_season(db, database_url, competitions=1, competitors_per_competition=4)
@@ -315,7 +315,7 @@ def test_every_refresh_is_announced_to_listeners(
 
 
 def test_an_invalid_refresh_request_is_dead_lettered_with_its_reason(
-    refresh_env: Stack, db: psycopg.Connection
+    refresh_env: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given a refresh request with an unknown scope, beside a good one
     bad = json.dumps(
@@ -335,7 +335,7 @@ def test_an_invalid_refresh_request_is_dead_lettered_with_its_reason(
 
 
 def test_large_invalid_requests_are_dead_lettered_or_left_to_redrive_with_their_reasons(
-    refresh_env: Stack, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
+    refresh_env: TemplateQueues, db: psycopg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given the function with the real database and an SQS that enforces SQS's real size
     # limits, attributes counted (moto counts bodies only)
@@ -374,7 +374,7 @@ def test_large_invalid_requests_are_dead_lettered_or_left_to_redrive_with_their_
 
 
 def test_the_sample_event_refreshes_through_the_handler(
-    refresh_env: Stack, db: psycopg.Connection, database_url: str
+    refresh_env: TemplateQueues, db: psycopg.Connection, database_url: str
 ) -> None:
     # Given a played season and the sample event of events/ (a points and a schedule request)
     play_season(db, database_url, competitions=1, competitors_per_competition=4)
@@ -390,7 +390,10 @@ def test_the_sample_event_refreshes_through_the_handler(
 
 
 def test_points_whose_refresh_request_was_lost_are_caught_up_by_the_schedule(
-    refresh_env: Stack, db: psycopg.Connection, database_url: str, monkeypatch: pytest.MonkeyPatch
+    refresh_env: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given fresh views, then points committed whose refresh request never reached the queue
     match_ids = play_season(db, database_url, competitions=1, competitors_per_competition=6)
@@ -426,7 +429,7 @@ def test_points_whose_refresh_request_was_lost_are_caught_up_by_the_schedule(
 
 
 def test_through_the_event_source_mapping_only_the_failed_record_is_redelivered(
-    refresh_env: Stack, db: psycopg.Connection, database_url: str
+    refresh_env: TemplateQueues, db: psycopg.Connection, database_url: str
 ) -> None:
     # Given a played season, and another refresher holding competition_standings' lock
     play_season(db, database_url, competitions=1, competitors_per_competition=4)

@@ -19,16 +19,18 @@ from matchstats.messages import RefreshReason, RefreshScope, parse_refresh_messa
 from refresh_api import app as refresh_api
 from scheduled_refresh import app as scheduled_refresh
 from testkit.events import load_event
-from tests.stack import Stack
+from tests.template_queues import TemplateQueues
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch, local_sqs: LocalSqs, sqs_client: Any) -> Iterator[Stack]:
+def stack(
+    monkeypatch: pytest.MonkeyPatch, local_sqs: LocalSqs, sqs_client: Any
+) -> Iterator[TemplateQueues]:
     """Fresh copies of the template's queues, boto3 pointed at the local services, and
     both functions' cached dependencies rebuilt from the environment each test."""
-    stack = Stack.fresh_queues(sqs_client)
+    stack = TemplateQueues.fresh_queues(sqs_client)
     environment = {
         **local_sqs.environment(),
         "REFRESH_QUEUE_URL": stack.urls["RefreshQueue"],
@@ -46,7 +48,7 @@ def stack(monkeypatch: pytest.MonkeyPatch, local_sqs: LocalSqs, sqs_client: Any)
     refresh_api.dependencies.cache_clear()
 
 
-def refresh_requests(stack: Stack) -> list[tuple[str, RefreshScope, RefreshReason]]:
+def refresh_requests(stack: TemplateQueues) -> list[tuple[str, RefreshScope, RefreshReason]]:
     """(message id, scope, reason) of every request now on RefreshQueue, consumed."""
     return [
         (message["MessageId"], request.scope, request.reason)
@@ -69,7 +71,7 @@ def with_secret(secret: str) -> dict[str, Any]:
 
 
 def test_the_schedule_event_puts_a_refresh_of_every_view_on_the_refresh_queue(
-    stack: Stack,
+    stack: TemplateQueues,
 ) -> None:
     # Given ScheduledRefreshFunction's environment and the sample Scheduled Event
     event = load_event("scheduled-refresh.json")
@@ -86,7 +88,7 @@ def test_the_schedule_event_puts_a_refresh_of_every_view_on_the_refresh_queue(
 
 
 def test_the_api_event_with_the_local_secret_puts_a_refresh_on_the_refresh_queue(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: TemplateQueues, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given RefreshApiFunction configured with env.json's local secret
     local = json.loads((ROOT / "env.json").read_text(encoding="utf-8"))["RefreshApiFunction"]
@@ -101,7 +103,7 @@ def test_the_api_event_with_the_local_secret_puts_a_refresh_on_the_refresh_queue
 
 
 def test_a_secret_rotated_in_secrets_manager_is_used_without_a_redeploy(
-    stack: Stack, local_sqs: LocalSqs, monkeypatch: pytest.MonkeyPatch
+    stack: TemplateQueues, local_sqs: LocalSqs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the cron secret in Secrets Manager, as the deployed function reads it
     secrets = boto3.session.Session().client(

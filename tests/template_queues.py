@@ -1,4 +1,6 @@
-"""The template's queues on the local SQS, for integration tests."""
+"""The template's queues on the local SQS under fresh names, and each function's environment
+pointed at them, for the integration and end-to-end tests. (The whole local stack, functions
+included, is devstack.stack.DevStack.)"""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
 
 @dataclass
-class Stack:
+class TemplateQueues:
     sqs: Any
     urls: dict[str, str]
     arns: dict[str, str]
 
     @classmethod
-    def fresh_queues(cls, sqs: Any) -> Stack:
+    def fresh_queues(cls, sqs: Any) -> TemplateQueues:
         """The template's queues under new names: SQS allows one purge a minute, so each
         test gets empty queues of its own instead."""
         suffix = uuid.uuid4().hex[:8]
@@ -81,7 +83,7 @@ class Stack:
 
 
 def function_environment(
-    stack: Stack, database_url: str, function: str, pooler: str = "none"
+    stack: TemplateQueues, database_url: str, function: str, pooler: str = "none"
 ) -> dict[str, str]:
     """A function's environment as template.yaml gives it, pointed at the local stack;
     `pooler` is its DB_POOLER (`transaction` when `database_url` goes through PgBouncer)."""
