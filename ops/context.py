@@ -10,11 +10,11 @@ from contextlib import ExitStack
 
 from matchstats.db.connection import resolve_conninfo
 from matchstats.db.jobs import JobStore
-from matchstats.db.ops import OpsStore, closing_connections
 from matchstats.db.refresh import RefreshStore
 from ops.aws import Aws
 from ops.settings import OpsSettings
 from ops.sqs import OpsQueues
+from ops.store import OpsStore, closing_connections
 
 
 class Context:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from matchstats.db.ops import MatchVersion, OpsStore
 from matchstats.errors import MatchstatsError, QueueUnavailableError
 from matchstats.producer import enqueue_points_calculations
 from matchstats.queues import PartialSendError, SQSClient
+from ops.store import MatchVersion, OpsStore
 
 # Matches per producer call: 10 SendMessageBatch calls between progress updates.
 PROGRESS_CHUNK = 100

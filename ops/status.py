@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from matchstats.db.ops import OpsStore, ViewStatusRow
 from matchstats.errors import MatchstatsError
 from matchstats.models import JobHistoryRow, JobStatus
 from ops.jobs import PendingRetry, pending_retries
 from ops.settings import OpsSettings, QueueName
 from ops.sqs import OpsQueues, QueueDepth
+from ops.store import OpsStore, ViewStatusRow
 
 RECENT_FAILURES = 5
 RETRY_LOOKBACK = timedelta(minutes=5)

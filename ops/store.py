@@ -1,5 +1,6 @@
-"""Data access for operator tooling (the `matchstats` command): reads for status, job
-history and recompute selection, and the migrations. Read-only apart from `migrate`."""
+"""Data access for operator tooling (the `matchstats` command and its console): reads for
+status, job history and recompute selection, and the migrations. Read-only apart from
+`migrate`. Its SQL is in ops/sql/; it runs on an operator's machine, never in Lambda."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from pydantic import BaseModel, ConfigDict
 from matchstats.config import Pooler
 from matchstats.db.connection import ConnectionProvider, Limits, connect
 from matchstats.db.migrate import MIGRATION_LOCK_TIMEOUT_MS, apply_migrations
-from matchstats.db.sql import load_sql
 from matchstats.errors import DatabaseUnavailableError
 from matchstats.models import JobHistoryRow, JobStatus, RefreshOutcome
+from ops.sql import load_sql
 
 # The operator waits for an answer, but not for ever.
 READ_LIMITS = Limits(statement_timeout_ms=30_000, lock_timeout_ms=5_000)
@@ -84,7 +85,7 @@ class OpsStore:
             return apply_migrations(conn, schema=self._connections.schema)
 
     def view_status(self) -> list[ViewStatusRow]:
-        rows = self._fetch("ops_view_status", {})
+        rows = self._fetch("view_status", {})
         return [ViewStatusRow.model_validate(row) for row in rows]
 
     def job_history(
@@ -101,7 +102,7 @@ class OpsStore:
         (taken literally: % and _ are not wildcards); `since` and `until` bound the
         finish time (since inclusive)."""
         rows = self._fetch(
-            "ops_job_history",
+            "job_history",
             {
                 "job_type": job_type,
                 "status": status.value if status is not None else None,
@@ -117,33 +118,33 @@ class OpsStore:
         """The runs of one job, oldest first: `key` is a job_history id or the message id
         the job ran for (its SQS message id; `manual-...` for `refresh --wait`)."""
         row_id = int(key) if key.isdigit() and int(key) < 2**63 else None
-        rows = self._fetch("ops_job_runs", {"key": key, "row_id": row_id})
+        rows = self._fetch("job_runs", {"key": key, "row_id": row_id})
         return [JobHistoryRow.model_validate(row) for row in rows]
 
     def view_outcomes(self, limit: int = 400) -> list[ViewOutcomeRow]:
         """Each refresh request's decision per view, newest first."""
-        rows = self._fetch("ops_view_outcomes", {"limit": limit})
+        rows = self._fetch("view_outcomes", {"limit": limit})
         return [ViewOutcomeRow.model_validate(row) for row in rows]
 
     def standings(self, limit: int = 200) -> list[StandingRow]:
         """competition_table with names, by competition then rank."""
-        rows = self._fetch("ops_standings", {"limit": limit})
+        rows = self._fetch("standings", {"limit": limit})
         return [StandingRow.model_validate(row) for row in rows]
 
     def recompute_targets(self, competition_ids: Sequence[int] | None) -> list[MatchVersion]:
         """Matches whose points a recompute may change, of these competitions (None: all)."""
         rows = self._fetch(
-            "ops_recompute_targets",
+            "recompute_targets",
             {"competition_ids": list(competition_ids) if competition_ids is not None else None},
         )
         return [MatchVersion.model_validate(row) for row in rows]
 
     def find_matches(self, match_ids: Sequence[int]) -> list[MatchVersion]:
-        rows = self._fetch("ops_find_matches", {"match_ids": list(match_ids)})
+        rows = self._fetch("find_matches", {"match_ids": list(match_ids)})
         return [MatchVersion.model_validate(row) for row in rows]
 
     def find_competitions(self, competition_ids: Sequence[int]) -> list[int]:
-        rows = self._fetch("ops_find_competitions", {"competition_ids": list(competition_ids)})
+        rows = self._fetch("find_competitions", {"competition_ids": list(competition_ids)})
         return [int(row["id"]) for row in rows]
 
     def _fetch(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
