@@ -22,6 +22,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo                                   run the whole pipeline locally and print the standings"
 	@echo "make test                                   set up and run every test"
+	@echo "make unit | integration | e2e               one tier (make unit also reports the layer's coverage)"
 	@echo "make invoke FN=<logical id> EVENT=events/<file>.json   invoke one function locally"
 	@echo "make dev [SEED=none]                        keep the local stack running with a season and the console"
 	@echo "make bench                                  measure the pipeline (P1-P6): a table, bench-results/results.json, refresh_cost.png"
@@ -67,11 +68,31 @@ sam-venv: $(SAM_STAMP)
 checkov-venv: $(CHECKOV_STAMP)
 runtime-venv: $(RUNTIME_STAMP)
 
+# The linters and the scanner that the unit tier runs over template.yaml, from their venvs.
+TEST_ENV := SAM_CLI_TELEMETRY=0 MATCHSTATS_SAM_BIN=$(abspath $(SAM)) \
+	MATCHSTATS_CFN_LINT_BIN=$(abspath $(SAM_VENV)/bin/cfn-lint) \
+	MATCHSTATS_CHECKOV_BIN=$(abspath $(CHECKOV_VENV)/bin/checkov)
+
+# Every tier; .ci/run calls this.
 .PHONY: test
 test: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP) $(RUNTIME_STAMP)
-	SAM_CLI_TELEMETRY=0 MATCHSTATS_SAM_BIN=$(abspath $(SAM)) MATCHSTATS_CFN_LINT_BIN=$(abspath $(SAM_VENV)/bin/cfn-lint) \
-		MATCHSTATS_CHECKOV_BIN=$(abspath $(CHECKOV_VENV)/bin/checkov) \
-		$(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# tests/unit (no network), then the branch coverage of the layer's logic modules
+# (matchstats/*.py; the data access in db/ is the integration tier's) by this tier alone.
+.PHONY: unit
+unit: $(STAMP) $(SAM_STAMP) $(CHECKOV_STAMP)
+	$(TEST_ENV) $(PY) -m pytest tests/unit --cov --cov-report=term-missing $(PYTEST_ARGS)
+
+# tests/integration: the real PostgreSQL (embedded, from a wheel) and moto's SQS.
+.PHONY: integration
+integration: $(STAMP)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+# tests/e2e: the whole pipeline through the local stack, make invoke, make dev, the demo.
+.PHONY: e2e
+e2e: $(STAMP) $(SAM_STAMP) $(RUNTIME_STAMP)
+	$(TEST_ENV) $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # sam build, then the function under the Lambda Runtime Interface Emulator, no Docker.
 # It talks to the running `make dev` stack (its .devstack/dev.env), else to what env.json
@@ -108,4 +129,4 @@ dev: $(STAMP)
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) $(RUNTIME_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage
