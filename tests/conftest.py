@@ -83,6 +83,15 @@ def truncate_all(conn: psycopg.Connection) -> None:
     conn.execute("UPDATE stats_state SET change_seq = 0, changed_at = NULL")
 
 
+def forget_refreshes(conn: psycopg.Connection) -> None:
+    """No refresh has run yet: an empty refresh_log and no view refreshed."""
+    conn.execute("TRUNCATE refresh_log")
+    conn.execute(
+        "UPDATE view_refresh_state"
+        " SET last_started_at = NULL, last_finished_at = NULL, last_change_seq = NULL"
+    )
+
+
 # --- Poolers -----------------------------------------------------------------
 # The functions under test reach the database directly or through a real PgBouncer in
 # transaction mode (issue 10, item 4); Given and Then steps always connect directly.

@@ -1,4 +1,5 @@
-"""Local SQS fixtures for the integration tier; the database ones live in tests/conftest.py."""
+"""Local SQS fixtures for the integration tier, and the environments the functions under test
+and the operator's command run in; the database ones live in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
 
+from calculate_points import app as calculate_points
 from devstack.esm import EventSourceMapping, Handler
 from devstack.sqs import LocalSqs, QueueSpec, create_queues, queue_arn
+from refresh_views import app as refresh_views
+from scheduled_refresh import app as scheduled_refresh
+from tests.conftest import FunctionDatabase, Pooler, forget_refreshes, truncate_all
+from tests.template_queues import TemplateQueues, function_environment
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -87,3 +94,94 @@ def start_mapping(sqs_client: SQSClient) -> Iterator[Callable[..., EventSourceMa
     yield start
     for mapping in started:
         mapping.stop()
+
+
+# --- The functions under test ---------------------------------------------------------
+# Each handler builds its dependencies from the environment once per cold start (cached);
+# a test that sets the environment clears that cache before and after, for a cold start.
+HANDLERS = {
+    "CalculatePointsFunction": calculate_points,
+    "RefreshViewsFunction": refresh_views,
+    "ScheduledRefreshFunction": scheduled_refresh,
+}
+FunctionEnvironment = Callable[[str, str, Pooler], TemplateQueues]
+
+
+@pytest.fixture
+def function_env(
+    monkeypatch: pytest.MonkeyPatch, sqs_client: SQSClient
+) -> Iterator[FunctionEnvironment]:
+    """`start(function, database_url, pooler)`: fresh copies of the template's queues, and
+    `function`'s environment as template.yaml gives it pointed at them and at the database
+    (through `pooler`); the function starts cold, and again after the test."""
+
+    def start(function: str, database_url: str, pooler: Pooler = "none") -> TemplateQueues:
+        queues = TemplateQueues.fresh_queues(sqs_client)
+        for name, value in function_environment(queues, database_url, function, pooler).items():
+            monkeypatch.setenv(name, value)
+        HANDLERS[function].dependencies.cache_clear()
+        return queues
+
+    yield start
+    for handler in HANDLERS.values():
+        handler.dependencies.cache_clear()
+
+
+@pytest.fixture
+def points_env(
+    function_env: FunctionEnvironment, function_database: FunctionDatabase, db: psycopg.Connection
+) -> TemplateQueues:
+    """CalculatePointsFunction's environment, its database reached directly or through
+    PgBouncer (each test runs both ways); empty tables and queues for each test."""
+    truncate_all(db)
+    return function_env("CalculatePointsFunction", function_database.url, function_database.pooler)
+
+
+@pytest.fixture
+def refresh_env(
+    function_env: FunctionEnvironment, function_database: FunctionDatabase, db: psycopg.Connection
+) -> TemplateQueues:
+    """RefreshViewsFunction's environment, its database reached directly or through
+    PgBouncer (each test runs both ways); empty tables, refresh state and queues."""
+    truncate_all(db)
+    forget_refreshes(db)
+    return function_env("RefreshViewsFunction", function_database.url, function_database.pooler)
+
+
+# --- The operator's command ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OperatorStack:
+    """The local stack as the operator's command and console see it: the template's
+    queues, and the environment an operator sets for them (also in os.environ)."""
+
+    queues: TemplateQueues
+    env: dict[str, str]
+
+
+@pytest.fixture
+def operator_stack(
+    monkeypatch: pytest.MonkeyPatch,
+    local_sqs: LocalSqs,
+    function_env: FunctionEnvironment,
+    database_url: str,
+    db: psycopg.Connection,
+) -> OperatorStack:
+    """Empty tables, no refresh yet and fresh queues; the environment an operator would set
+    for the local stack, which is also CalculatePointsFunction's (for processing what the
+    command sends)."""
+    truncate_all(db)
+    forget_refreshes(db)
+    queues = function_env("CalculatePointsFunction", database_url, "none")
+    env = {
+        **local_sqs.environment(),
+        **function_environment(queues, database_url, "CalculatePointsFunction"),
+        "POINTS_DEAD_LETTER_QUEUE_URL": queues.urls["PointsDeadLetterQueue"],
+        "REFRESH_DEAD_LETTER_QUEUE_URL": queues.urls["RefreshDeadLetterQueue"],
+    }
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("DB_SECRET_ARN", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return OperatorStack(queues, env)

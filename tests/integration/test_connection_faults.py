@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import pytest
@@ -21,34 +20,23 @@ from calculate_points import app
 from devstack.esm import batch_item_failures, lambda_sqs_record
 from devstack.lambda_context import LambdaContext
 from devstack.postgres import EmbeddedPostgres
-from devstack.sqs import LocalSqs
 from devstack.tcp_proxy import TcpProxy
 from testkit.events import points_bodies
 from testkit.oracle import actual_match_points, expected_match_points
 from testkit.seed import complete_matches, create_season
 from tests.conftest import truncate_all
-from tests.template_queues import TemplateQueues, function_environment
-
-
-@pytest.fixture(scope="module")
-def sqs_client() -> Iterator[Any]:
-    with LocalSqs() as local:
-        yield local.client()
+from tests.integration.conftest import FunctionEnvironment
+from tests.template_queues import TemplateQueues
 
 
 @pytest.fixture
 def stack(
-    monkeypatch: pytest.MonkeyPatch, sqs_client: Any, database_url: str, db: psycopg.Connection
-) -> Iterator[TemplateQueues]:
+    function_env: FunctionEnvironment, database_url: str, db: psycopg.Connection
+) -> TemplateQueues:
     """CalculatePointsFunction's environment as template.yaml gives it, on the local stack;
     empty tables and queues, and a cold function, for each test."""
     truncate_all(db)
-    stack = TemplateQueues.fresh_queues(sqs_client)
-    for name, value in function_environment(stack, database_url, "CalculatePointsFunction").items():
-        monkeypatch.setenv(name, value)
-    app.dependencies.cache_clear()
-    yield stack
-    app.dependencies.cache_clear()
+    return function_env("CalculatePointsFunction", database_url, "none")
 
 
 def deliver(stack: TemplateQueues, timeout_s: float = 120) -> tuple[list[str], set[str], float]:

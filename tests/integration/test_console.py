@@ -17,15 +17,14 @@ from flask.testing import FlaskClient
 
 from calculate_points import app as points_app
 from devstack.lambda_context import LambdaContext
-from devstack.sqs import LocalSqs
 from ops.aws import Aws
 from ops.console.app import create_app
 from ops.console.data import ConsoleData
 from ops.context import Context
 from testkit.events import points_bodies, sqs_event
 from testkit.seed import Season, complete_matches, create_season
-from tests.conftest import truncate_all
-from tests.template_queues import TemplateQueues, function_environment
+from tests.integration.conftest import OperatorStack
+from tests.template_queues import TemplateQueues
 
 HOST = "127.0.0.1:8765"
 ORIGIN = f"http://{HOST}"
@@ -35,27 +34,11 @@ CRON_SECRET = "local-cron-secret-never-shown"
 
 @pytest.fixture
 def stack(
-    monkeypatch: pytest.MonkeyPatch, local_sqs: LocalSqs, database_url: str, db: psycopg.Connection
-) -> Iterator[tuple[TemplateQueues, dict[str, str]]]:
-    truncate_all(db)
-    db.execute("TRUNCATE refresh_log")
-    db.execute(
-        "UPDATE view_refresh_state"
-        " SET last_started_at = NULL, last_finished_at = NULL, last_change_seq = NULL"
-    )
-    created = TemplateQueues.fresh_queues(local_sqs.client())
-    env = {
-        **local_sqs.environment(),
-        **function_environment(created, database_url, "CalculatePointsFunction"),
-        "POINTS_DEAD_LETTER_QUEUE_URL": created.urls["PointsDeadLetterQueue"],
-        "REFRESH_DEAD_LETTER_QUEUE_URL": created.urls["RefreshDeadLetterQueue"],
-        "CRON_SECRET": CRON_SECRET,
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    points_app.dependencies.cache_clear()
-    yield created, env
-    points_app.dependencies.cache_clear()
+    operator_stack: OperatorStack, monkeypatch: pytest.MonkeyPatch
+) -> tuple[TemplateQueues, dict[str, str]]:
+    """The operator's local stack, with a cron secret the console must never show."""
+    monkeypatch.setenv("CRON_SECRET", CRON_SECRET)
+    return operator_stack.queues, {**operator_stack.env, "CRON_SECRET": CRON_SECRET}
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 through moto's SQS and the local event source mapping: it stops its SQL before the Lambda
 deadline, writes nothing, and its records come back after the 5 s backoff and complete.
 
-test_points_pipeline.py shows the first half (nothing written, both records failed);
+test_points_failures.py shows the first half (nothing written, both records failed);
 this follows the same records through their redelivery.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,8 @@ from testkit.events import points_bodies
 from testkit.oracle import actual_match_points, expected_match_points
 from testkit.seed import complete_matches, create_season
 from tests.conftest import truncate_all
-from tests.template_queues import TemplateQueues, function_environment
+from tests.integration.conftest import FunctionEnvironment
+from tests.template_queues import TemplateQueues
 
 # A function timeout this short leaves the SQL a budget of 3 s (8 s less the 5 s kept back
 # for what follows a commit), so a lock held longer than that cannot be waited out.
@@ -36,16 +36,12 @@ FIRST_BACKOFF_S = 5
 
 @pytest.fixture
 def points_env(
-    monkeypatch: pytest.MonkeyPatch, sqs_client: Any, database_url: str, db: psycopg.Connection
-) -> Iterator[TemplateQueues]:
-    """CalculatePointsFunction's environment from template.yaml, on fresh queues and tables."""
+    function_env: FunctionEnvironment, database_url: str, db: psycopg.Connection
+) -> TemplateQueues:
+    """CalculatePointsFunction's environment from template.yaml, on fresh queues and tables,
+    connected directly (the conftest's points_env would also run it behind PgBouncer)."""
     truncate_all(db)
-    stack = TemplateQueues.fresh_queues(sqs_client)
-    for name, value in function_environment(stack, database_url, "CalculatePointsFunction").items():
-        monkeypatch.setenv(name, value)
-    app.dependencies.cache_clear()
-    yield stack
-    app.dependencies.cache_clear()
+    return function_env("CalculatePointsFunction", database_url, "none")
 
 
 @dataclass(frozen=True)
