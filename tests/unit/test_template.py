@@ -1,27 +1,27 @@
-"""template.yaml keeps the contract of SPEC sections 1, 5 and 6.
-
-The linters run as subprocesses from the separate .venv-sam virtualenv (aws-sam-cli pins
-its own boto3); `make test` installs it and passes the binaries in through the
-environment.
-"""
+"""template.yaml keeps the contract of SPEC sections 1, 5 and 6: runtimes and the layer,
+the queues and their dead-letter queues, alarms and logs, CalculatePointsFunction's trigger,
+environment and role, the VPC, the outputs, env.json and the sample event. SAM CLI's and
+cfn-lint's verdicts on it: test_template_linters.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack.template import load_template, resources_of_type
+from devstack.template import resources_of_type
+from tests.unit.template_reading import (
+    as_list,
+    deployed_environment,
+    effective,
+    function_resources,
+    iam_statements,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO_ROOT / "template.yaml"
 
 RUNTIME = "python3.13"
 QUEUES_AND_DEAD_LETTER_QUEUES = [
@@ -40,73 +40,35 @@ FOURTEEN_DAYS = 14 * 24 * 60 * 60
 LOCAL_ONLY_VARIABLES = {"DATABASE_URL", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"}
 
 
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template(TEMPLATE)
-
-
-def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return resources_of_type(template, "AWS::Serverless::Function")
-
-
-def _effective(template: dict[str, Any], function_id: str, key: str) -> Any:
-    """A function property as deployed: its own value, else the Globals value."""
-    own = template["Resources"][function_id]["Properties"]
-    return own.get(key, template.get("Globals", {}).get("Function", {}).get(key))
-
-
-def _environment(template: dict[str, Any], function_id: str) -> dict[str, Any]:
-    """SAM merges a function's variables over the Globals variables."""
-    global_env = template.get("Globals", {}).get("Function", {}).get("Environment", {})
-    own_env = template["Resources"][function_id]["Properties"].get("Environment", {})
-    return {**global_env.get("Variables", {}), **own_env.get("Variables", {})}
-
-
 def _sqs_events(template: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
     events = template["Resources"][function_id]["Properties"].get("Events", {})
     return [event["Properties"] for event in events.values() if event["Type"] == "SQS"]
 
 
-def _iam_statements(node: Any) -> Iterator[dict[str, Any]]:
-    """Every IAM policy statement anywhere in `node`, inline or in a role."""
-    if isinstance(node, dict):
-        if "Effect" in node and ("Action" in node or "NotAction" in node):
-            yield node
-        for value in node.values():
-            yield from _iam_statements(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _iam_statements(item)
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def _role_statements(template: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
-    role = _effective(template, function_id, "Role")
+    role = effective(template, function_id, "Role")
     assert role is not None, f"{function_id} has no explicit Role"
     role_id = role["Fn::GetAtt"][0]
-    return list(_iam_statements(template["Resources"][role_id]))
+    return [statement for _, statement in iam_statements(template["Resources"][role_id])]
 
 
 def _granted(statements: list[dict[str, Any]], action: str) -> list[Any]:
     return [
         resource
         for statement in statements
-        if statement["Effect"] == "Allow" and action in _as_list(statement["Action"])
-        for resource in _as_list(statement["Resource"])
+        if statement["Effect"] == "Allow" and action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
     ]
 
 
 def test_every_function_and_the_layer_target_python_3_13(template: dict[str, Any]) -> None:
     # Given the template
-    functions = _functions(template)
+    functions = function_resources(template)
     layer = template["Resources"]["MatchstatsLayer"]
 
     # When reading each function's runtime as deployed, and the layer's build settings
     runtimes = {
-        function_id: _effective(template, function_id, "Runtime") for function_id in functions
+        function_id: effective(template, function_id, "Runtime") for function_id in functions
     }
 
     # Then everything runs and builds on the one Python version
@@ -122,8 +84,8 @@ def test_layer_ships_the_shared_package_to_every_function(template: dict[str, An
 
     # When reading where it is built from and which functions load it
     layers_by_function = {
-        function_id: _effective(template, function_id, "Layers")
-        for function_id in _functions(template)
+        function_id: effective(template, function_id, "Layers")
+        for function_id in function_resources(template)
     }
 
     # Then it is built from layers/matchstats/ and every function loads it
@@ -217,7 +179,7 @@ def test_every_function_logs_to_a_declared_group_kept_30_days_by_default(
     # When following each function's LoggingConfig to its group
     targets = {
         function_id: function["Properties"].get("LoggingConfig", {}).get("LogGroup")
-        for function_id, function in _functions(template).items()
+        for function_id, function in function_resources(template).items()
     }
 
     # Then each function has a group of its own, named after it under /aws/lambda/, and
@@ -241,7 +203,7 @@ def test_visibility_timeout_is_at_least_six_function_timeouts(template: dict[str
     # Given every SQS-triggered function and the queue it consumes
     consumers = [
         (function_id, event["Queue"]["Fn::GetAtt"][0])
-        for function_id in _functions(template)
+        for function_id in function_resources(template)
         for event in _sqs_events(template, function_id)
     ]
 
@@ -249,7 +211,7 @@ def test_visibility_timeout_is_at_least_six_function_timeouts(template: dict[str
     too_short = {}
     for function_id, queue_id in consumers:
         # Lambda's default timeout is 3 s; SQS's default visibility timeout is 30 s.
-        timeout = _effective(template, function_id, "Timeout") or 3
+        timeout = effective(template, function_id, "Timeout") or 3
         visibility = template["Resources"][queue_id]["Properties"].get("VisibilityTimeout", 30)
         if visibility < 6 * timeout:
             too_short[queue_id] = {"visibility": visibility, "function timeout": timeout}
@@ -263,7 +225,7 @@ def test_calculate_points_consumes_points_in_batches_of_ten(template: dict[str, 
     # Given CalculatePointsFunction
     # When reading its SQS trigger and timeout
     [event] = _sqs_events(template, "CalculatePointsFunction")
-    timeout = _effective(template, "CalculatePointsFunction", "Timeout")
+    timeout = effective(template, "CalculatePointsFunction", "Timeout")
 
     # Then it reads PointsQueue 10 at a time, fails single records, at most 5 at once
     assert event["Queue"] == {"Fn::GetAtt": ["PointsQueue", "Arn"]}
@@ -271,7 +233,7 @@ def test_calculate_points_consumes_points_in_batches_of_ten(template: dict[str, 
     assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert event["ScalingConfig"]["MaximumConcurrency"] == 5
     assert timeout == 120
-    assert _effective(template, "CalculatePointsFunction", "Handler") == "app.lambda_handler"
+    assert effective(template, "CalculatePointsFunction", "Handler") == "app.lambda_handler"
     assert (
         template["Resources"]["CalculatePointsFunction"]["Properties"]["CodeUri"]
         == "functions/calculate_points/"
@@ -281,7 +243,7 @@ def test_calculate_points_consumes_points_in_batches_of_ten(template: dict[str, 
 def test_calculate_points_environment_points_at_its_queues(template: dict[str, Any]) -> None:
     # Given CalculatePointsFunction
     # When reading its environment as deployed
-    environment = _environment(template, "CalculatePointsFunction")
+    environment = deployed_environment(template, "CalculatePointsFunction")
 
     # Then it finds its queues and the secret, and never a database URL with credentials
     assert environment["POINTS_QUEUE_URL"] == {"Ref": "PointsQueue"}
@@ -306,13 +268,13 @@ def test_refresh_delay_is_bounded_by_the_sqs_maximum(template: dict[str, Any]) -
 
 def test_no_iam_statement_grants_a_wildcard_action(template: dict[str, Any]) -> None:
     # Given every IAM statement in the template
-    statements = list(_iam_statements(template["Resources"]))
+    statements = [statement for _, statement in iam_statements(template["Resources"])]
 
     # When collecting actions granted by pattern rather than by name
     wildcards = [
         action
         for statement in statements
-        for action in _as_list(statement.get("Action", []))
+        for action in as_list(statement.get("Action", []))
         if isinstance(action, str) and "*" in action
     ]
     not_actions = [statement for statement in statements if "NotAction" in statement]
@@ -388,10 +350,10 @@ def test_env_json_configures_only_template_functions(template: dict[str, Any]) -
 
     # When comparing each entry with the function's deployed environment
     for function_id, variables in env_file.items():
-        deployed = _environment(template, function_id)
+        deployed = deployed_environment(template, function_id)
 
         # Then it names a real function, sets every queue it uses, and adds only local ones
-        assert function_id in _functions(template)
+        assert function_id in function_resources(template)
         queue_variables = {name for name in deployed if name.endswith("_QUEUE_URL")}
         assert queue_variables <= set(variables), function_id
         assert set(variables) - set(deployed) <= LOCAL_ONLY_VARIABLES, function_id
@@ -416,81 +378,3 @@ def test_calculate_points_event_is_a_consistent_sqs_event() -> None:
         )
         assert record["eventSource"] == "aws:sqs"
         assert record["eventSourceARN"].endswith(":PointsQueue")
-
-
-def _linter(env_var: str, name: str) -> Path:
-    configured = os.environ.get(env_var)
-    path = Path(configured) if configured else REPO_ROOT / ".venv-sam" / "bin" / name
-    if not path.is_file():
-        pytest.fail(
-            f"{name} not found at {path} (set {env_var} or run `make test`, "
-            f"which installs it into .venv-sam)"
-        )
-    return path
-
-
-@pytest.fixture(scope="module")
-def sam_app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SAM CLI config directory whose weekly update check has just run.
-
-    Without it `sam` may ask PyPI for a newer version, which a unit test must not do.
-    """
-    app_dir = tmp_path_factory.mktemp("sam-app-dir")
-    metadata = {"lastVersionCheck": time.time(), "telemetryEnabled": False}
-    (app_dir / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
-    return app_dir
-
-
-def _run(command: list[str], sam_app_dir: Path) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "SAM_CLI_TELEMETRY": "0",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        # SAM CLI's own override of its config directory (~/.aws-sam by default).
-        "__SAM_CLI_APP_DIR": str(sam_app_dir),
-    }
-    return subprocess.run(  # noqa: S603 (fixed arguments, no shell)
-        command,
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
-def test_sam_validate_lint_accepts_the_template(sam_app_dir: Path) -> None:
-    # Given the SAM CLI from .venv-sam
-    sam = _linter("MATCHSTATS_SAM_BIN", "sam")
-
-    # When validating the template with its linter
-    result = _run([str(sam), "validate", "--lint", "--template", str(TEMPLATE)], sam_app_dir)
-
-    # Then it passes
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_the_sam_generated_schedule_event_is_what_sam_cli_prints(sam_app_dir: Path) -> None:
-    # Given the SAM CLI from .venv-sam, and the sample event stored from it
-    sam = _linter("MATCHSTATS_SAM_BIN", "sam")
-    stored = REPO_ROOT / "events" / "scheduled-refresh-sam-generated.json"
-
-    # When SAM CLI generates a scheduled event, as a person trying the function would
-    command = [str(sam), "local", "generate-event", "cloudwatch", "scheduled-event"]
-    result = _run(command, sam_app_dir)
-
-    # Then the stored event is that event, so the tests try what a person sends
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert json.loads(result.stdout) == json.loads(stored.read_text(encoding="utf-8"))
-
-
-def test_cfn_lint_accepts_the_template(sam_app_dir: Path) -> None:
-    # Given cfn-lint from .venv-sam
-    cfn_lint = _linter("MATCHSTATS_CFN_LINT_BIN", "cfn-lint")
-
-    # When linting the template
-    result = _run([str(cfn_lint), str(TEMPLATE)], sam_app_dir)
-
-    # Then it reports nothing
-    assert result.returncode == 0, result.stdout + result.stderr

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack.template import load_template
 from matchstats.config import ApiSettings, RefreshRequestSettings
 from matchstats.messages import ScheduleEventShape, recognise_schedule_event
 from testkit.events import load_event
+from tests.unit.template_reading import iam_statements
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIGGERS = ("ScheduledRefreshFunction", "RefreshApiFunction")
@@ -33,11 +32,6 @@ ACCESS_LOG_FIELDS = {
 CONTEXT_VARIABLE = re.compile(r"\$context\.[A-Za-z.]+")
 
 
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template(ROOT / "template.yaml")
-
-
 def _properties(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
     properties: dict[str, Any] = template["Resources"][logical_id]["Properties"]
     return properties
@@ -48,22 +42,11 @@ def _own_variables(template: dict[str, Any], function_id: str) -> dict[str, Any]
     return variables
 
 
-def _statements(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        if "Effect" in node and "Action" in node:
-            yield node
-        for value in node.values():
-            yield from _statements(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _statements(item)
-
-
 def _grants(template: dict[str, Any], function_id: str) -> dict[str, list[Any]]:
     """Action -> resources granted by the function's own role."""
     role_id = _properties(template, function_id)["Role"]["Fn::GetAtt"][0]
     grants: dict[str, list[Any]] = {}
-    for statement in _statements(template["Resources"][role_id]["Properties"]["Policies"]):
+    for _, statement in iam_statements(template["Resources"][role_id]["Properties"]["Policies"]):
         assert statement["Effect"] == "Allow"
         actions = (
             statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -244,7 +227,7 @@ def test_scheduler_may_only_invoke_the_function_and_dead_letter_its_ticks(
     # When listing who may assume it and what it grants
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
     grants: dict[str, list[Any]] = {}
-    for statement in _statements(role["Policies"]):
+    for _, statement in iam_statements(role["Policies"]):
         assert statement["Effect"] == "Allow"
         grants.setdefault(statement["Action"], []).append(statement["Resource"])
 
