@@ -52,7 +52,7 @@ def create_app(data: ConsoleData, *, token: str, allowed_hosts: set[str]) -> Fla
         SESSION_COOKIE_NAME="matchstats_console",
         SESSION_COOKIE_SAMESITE="Strict",
         SESSION_COOKIE_HTTPONLY=True,
-        # Checked below, after the origin, rather than by the extension's own hook.
+        # Checked by _guard, after the origin, rather than by the extension's own hook.
         WTF_CSRF_CHECK_DEFAULT=False,
         # The page stays open for hours; the token lives as long as the session.
         WTF_CSRF_TIME_LIMIT=None,
@@ -61,6 +61,17 @@ def create_app(data: ConsoleData, *, token: str, allowed_hosts: set[str]) -> Fla
     app.jinja_env.globals.update(
         csrf_token=generate_csrf, duration=duration, ago=_ago, poll=POLL, clock=_clock
     )
+    _guard(app, csrf, token=token, allowed_hosts=allowed_hosts)
+    _answer_errors_and_headers(app)
+    _pages(app, data)
+    _actions(app, data)
+    _json(app, data)
+    return app
+
+
+def _guard(app: Flask, csrf: CSRFProtect, *, token: str, allowed_hosts: set[str]) -> None:
+    """Every request: a known Host, then the login token or the session it set; every
+    action: the console's own Origin and the session's CSRF token."""
 
     @app.before_request
     def guard() -> Response | None:
@@ -83,6 +94,8 @@ def create_app(data: ConsoleData, *, token: str, allowed_hosts: set[str]) -> Fla
             csrf.protect()
         return None
 
+
+def _answer_errors_and_headers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def bad_token(error: CSRFError) -> tuple[str, int]:
         return f"refused: {error.description}", 400
@@ -98,7 +111,9 @@ def create_app(data: ConsoleData, *, token: str, allowed_hosts: set[str]) -> Fla
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         return response
 
-    # ---------------------------------------------------------------- pages
+
+def _pages(app: Flask, data: ConsoleData) -> None:
+    """The page and the fragments htmx swaps into it."""
 
     @app.get("/")
     def index() -> str:
@@ -152,7 +167,9 @@ def create_app(data: ConsoleData, *, token: str, allowed_hosts: set[str]) -> Fla
             messages=data.preview(queue, selection),
         )
 
-    # ---------------------------------------------------------------- actions
+
+def _actions(app: Flask, data: ConsoleData) -> None:
+    """The POSTs that change something: each answers with a message and an htmx event."""
 
     @app.post("/actions/<queue>/<action>")
     def dead_letter_action(queue: str, action: str) -> Any:
@@ -174,7 +191,9 @@ def create_app(data: ConsoleData, *, token: str, allowed_hosts: set[str]) -> Fla
         result = data.refresh(scope)
         return _answer(result.ok, result.message, refresh="overview-changed")
 
-    # ---------------------------------------------------------------- JSON
+
+def _json(app: Flask, data: ConsoleData) -> None:
+    """The same data as the pages, as JSON under /api."""
 
     @app.get("/api/overview")
     def overview_json() -> Response:
@@ -198,8 +217,6 @@ def create_app(data: ConsoleData, *, token: str, allowed_hosts: set[str]) -> Fla
     @app.get("/api/dead-letters")
     def dead_letters_json() -> Response:
         return jsonify([{**to_json(queue), "total": queue.total} for queue in data.dead_letters()])
-
-    return app
 
 
 def _check(queue: str, action: str) -> None:
