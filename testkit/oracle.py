@@ -9,6 +9,13 @@ from typing import Any
 import psycopg
 
 MatchPointsRow = tuple[int, int, int, str, int, int, int, int]
+# The figures of a competition_standings row and of a competitor_stats row, keys apart.
+STANDINGS_FIGURES = (
+    "played", "won", "drawn", "lost", "score_for", "score_against", "score_diff", "points"
+)  # fmt: skip
+STATS_FIGURES = (
+    "played", "won", "drawn", "lost", "score_for", "score_against", "points", "competitions"
+)  # fmt: skip
 
 
 def expected_match_points(conn: psycopg.Connection) -> set[MatchPointsRow]:
@@ -41,19 +48,7 @@ def actual_match_points(conn: psycopg.Connection) -> set[MatchPointsRow]:
 def expected_standings(conn: psycopg.Connection) -> dict[tuple[int, int], dict[str, Any]]:
     """(competition_id, competitor_id) -> the competition_standings columns."""
     table: dict[tuple[int, int], dict[str, Any]] = defaultdict(
-        lambda: dict.fromkeys(
-            (
-                "played",
-                "won",
-                "drawn",
-                "lost",
-                "score_for",
-                "score_against",
-                "score_diff",
-                "points",
-            ),
-            0,
-        )
+        lambda: dict.fromkeys(STANDINGS_FIGURES, 0)
     )
     for _, team, competition, result, points, mine, theirs, _ in expected_match_points(conn):
         row = table[(competition, team)]
@@ -71,14 +66,14 @@ def actual_standings(conn: psycopg.Connection) -> dict[tuple[int, int], dict[str
         "SELECT competition_id, competitor_id, played, won, drawn, lost, score_for,"
         " score_against, score_diff, points FROM competition_standings"
     ).fetchall()
-    keys = ("played", "won", "drawn", "lost", "score_for", "score_against", "score_diff", "points")
-    return {(r[0], r[1]): dict(zip(keys, r[2:], strict=True)) for r in rows}
+    return {(r[0], r[1]): dict(zip(STANDINGS_FIGURES, r[2:], strict=True)) for r in rows}
 
 
 def expected_competitor_stats(conn: psycopg.Connection) -> dict[int, dict[str, Any]]:
     """competitor_id -> the competitor_stats columns."""
-    keys = ("played", "won", "drawn", "lost", "score_for", "score_against", "points")
-    table: dict[int, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(keys, 0))
+    # Every figure but competitions, which counts the set of a competitor's competitions.
+    summed = [figure for figure in STATS_FIGURES if figure != "competitions"]
+    table: dict[int, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(summed, 0))
     competitions: dict[int, set[int]] = defaultdict(set)
     for _, team, competition, result, points, mine, theirs, _ in expected_match_points(conn):
         row = table[team]
@@ -92,21 +87,11 @@ def expected_competitor_stats(conn: psycopg.Connection) -> dict[int, dict[str, A
 
 
 def actual_competitor_stats(conn: psycopg.Connection) -> dict[int, dict[str, Any]]:
-    keys = (
-        "played",
-        "won",
-        "drawn",
-        "lost",
-        "score_for",
-        "score_against",
-        "points",
-        "competitions",
-    )
     rows = conn.execute(
         "SELECT competitor_id, played, won, drawn, lost, score_for, score_against, points,"
         " competitions FROM competitor_stats"
     ).fetchall()
-    return {r[0]: dict(zip(keys, r[1:], strict=True)) for r in rows}
+    return {r[0]: dict(zip(STATS_FIGURES, r[1:], strict=True)) for r in rows}
 
 
 def expected_table_order(conn: psycopg.Connection, competition_id: int) -> list[tuple[int, int]]:
