@@ -469,21 +469,19 @@ def redrive_selected(
     hold_s: int = REDRIVE_HOLD_S,
 ) -> SelectedResult:
     """Moves the dead letters `selection` takes back to `source_url` (send, then delete
-    what the send confirmed, 10 at a time: at-least-once, as `redrive`); every other
-    message read is made visible again."""
+    what the send confirmed, a request at a time as SQS's limits take them (pack_requests):
+    at-least-once, as `redrive`); every other message read is made visible again."""
     moved = left_behind = 0
     with _Scan(queues, dead_letter_url, hold_s, limit) as scan:
         chosen = [m for m in scan.held.values() if selection.matches(_dead_letter(m))]
-        for start in range(0, len(chosen), 10):
-            chunk = {str(index): m for index, m in enumerate(chosen[start : start + 10])}
-            sent, failed = queues.send_batch(
-                source_url,
-                [
-                    OutgoingCopy(entry_id, m.body, _forwarded_attributes(m))
-                    for entry_id, m in chunk.items()
-                ],
-            )
-            confirmed = [chunk[entry_id] for entry_id in sorted(sent, key=int)]
+        by_entry = {str(index): m for index, m in enumerate(chosen)}
+        copies = [
+            OutgoingCopy(entry_id, m.body, _forwarded_attributes(m))
+            for entry_id, m in by_entry.items()
+        ]
+        for request in pack_requests(copies, lambda c: message_size(c.body, c.attributes)):
+            sent, failed = queues.send_batch(source_url, request)
+            confirmed = [by_entry[entry_id] for entry_id in sorted(sent, key=int)]
             not_deleted = queues.delete_batch(dead_letter_url, confirmed)
             scan.settled({m.message_id for m in confirmed})
             moved += len(confirmed) - len(not_deleted)

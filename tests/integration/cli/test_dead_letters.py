@@ -87,8 +87,13 @@ def test_dlq_redrive_restores_dead_lettered_points(
     assert len(actual_match_points(db)) == 2 * 12
 
 
+@pytest.mark.parametrize(
+    "how",
+    [("--method", "copy"), ("--kind", "invalid_message")],
+    ids=["the whole queue", "by kind"],
+)
 def test_dlq_redrive_moves_large_messages_in_requests_sqs_accepts(
-    capsys: pytest.CaptureFixture[str], stack: TemplateQueues
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, how: tuple[str, str]
 ) -> None:
     # Given eight dead-lettered messages of 150,000 bytes each (1.2 MB together, over SQS's
     # 1 MiB a SendMessageBatch request), with our reason and an attribute of their own
@@ -104,8 +109,8 @@ def test_dlq_redrive_moves_large_messages_in_requests_sqs_accepts(
             },
         )
 
-    # When the operator redrives the points dead-letter queue by copying
-    redriven = cli(capsys, "dlq", "redrive", "points", "--method", "copy")
+    # When the operator redrives the points dead-letter queue by copying, or those of a kind
+    redriven = cli(capsys, "dlq", "redrive", "points", *how)
 
     # Then all eight are back on PointsQueue, with their own attribute but not our reason
     assert redriven.code == 0, redriven.err
