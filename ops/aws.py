@@ -74,6 +74,11 @@ class Aws:
     def cloudwatch(self) -> Any:
         return self._client("cloudwatch", "cloudwatch", _CLIENT_CONFIG)
 
+    @property
+    def events(self) -> Any:
+        """EventBridge, for the StandingsRefreshed event of a refresh run here."""
+        return self._client("events", "events", _CLIENT_CONFIG)
+
     def stack(self, stack_name: str) -> StackInfo:
         """The stack's outputs and parameters, by key."""
         client = self._client("cloudformation", "cloudformation", _CLIENT_CONFIG)

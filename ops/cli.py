@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from matchstats.errors import MatchstatsError
 from matchstats.messages import RefreshScope
+from matchstats.models import StandingsMode
 from ops import commands, dlq
 from ops.aws import Aws
 from ops.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -124,7 +125,18 @@ REFRESH_HELP = """\
 Asks RefreshViewsFunction for a refresh of the materialized views (reason
 manual), or with --wait refreshes them in this process with the function's own
 logic and prints how long each took, or why it was skipped (nothing changed
-since the last refresh; --force refreshes anyway)."""
+since the last refresh; --force refreshes anyway). --full rebuilds both from
+match_points in this process, in either standings mode: every key, not only the
+logged ones (implies --wait and --force)."""
+
+MIGRATE_HELP = """\
+Applies the migrations that are missing, each once, in its own transaction (safe to
+run twice, and from two places at once). With --standings, then switches how
+competition_standings and competitor_stats are maintained: materialized-view (the
+default: REFRESH MATERIALIZED VIEW CONCURRENTLY of the whole view) or incremental
+(tables whose changed keys alone are recomputed: the cost of what changed). The
+switch rebuilds both from match_points in one transaction; readers keep reading
+the old ones until the final rename, and no row is lost."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -206,9 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    command("migrate", "apply the database migrations (idempotent)").set_defaults(
-        run=commands.migrate
+    migrate = command("migrate", "apply the database migrations (idempotent)", MIGRATE_HELP)
+    migrate.add_argument(
+        "--standings",
+        choices=[mode.value for mode in StandingsMode],
+        help="then maintain the standings this way (switches both ways, losing nothing)",
     )
+    migrate.set_defaults(run=commands.migrate)
     command("status", "queue depths, view freshness and the latest job failures").set_defaults(
         run=commands.show_status
     )
@@ -304,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope", choices=[s.value for s in RefreshScope], default=RefreshScope.ALL.value
     )
     views.add_argument("--force", action="store_true", help="even if nothing changed")
+    views.add_argument(
+        "--full", action="store_true", help="rebuild every key from match_points (implies --wait)"
+    )
     views.add_argument(
         "--wait", action="store_true", help="refresh in this process and report the outcome"
     )

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from matchstats.errors import MatchstatsError
+from matchstats.events import StandingsEvents
 from matchstats.messages import RefreshReason, RefreshScope
-from matchstats.models import JobHistoryRow, JobStatus
+from matchstats.models import JobHistoryRow, JobStatus, StandingsMode
 from matchstats.refresh import ViewDecision
 from matchstats.refresh_requests import enqueue_refresh
 from ops import dlq, recompute, refresh_now, status
@@ -40,6 +41,14 @@ def migrate(ctx: Context) -> int:
         print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
         print("the database is up to date: no migration to apply")
+    if ctx.args.standings:
+        mode = StandingsMode(ctx.args.standings)
+        started = time.monotonic()
+        if ctx.store.set_standings_mode(mode):
+            took = duration(time.monotonic() - started)
+            print(f"standings are now {mode.value}: rebuilt from match_points in {took}")
+        else:
+            print(f"standings are already {mode.value}: nothing to switch")
     return EXIT_OK
 
 
@@ -89,8 +98,9 @@ def show_status(ctx: Context) -> int:
                 "last refreshed",
                 "ago",
                 "took",
-                "includes change",
-                "latest change",
+                "mode",
+                "keys waiting",
+                "oldest change",
                 "changes waiting",
             ),
             [
@@ -99,8 +109,9 @@ def show_status(ctx: Context) -> int:
                     timestamp(v.last_finished_at) if v.last_finished_at else "never",
                     age(v.last_finished_at, v.now),
                     duration(v.last_duration_ms / 1000 if v.last_duration_ms is not None else None),
-                    v.last_change_seq,
-                    v.current_change_seq,
+                    v.mode.value,
+                    v.keys_waiting,
+                    age(v.changed_at, v.now),
                     v.changes_waiting,
                 )
                 for v in database.views
@@ -422,7 +433,7 @@ def _short_list(ids: Sequence[int]) -> str:
 
 def refresh(ctx: Context) -> int:
     scope = RefreshScope(ctx.args.scope)
-    if not ctx.args.wait:
+    if not (ctx.args.wait or ctx.args.full):
         url = ctx.settings.queue_url(QueueName.REFRESH)
         message_id = enqueue_refresh(
             url,
@@ -442,7 +453,9 @@ def refresh(ctx: Context) -> int:
         ctx.jobs,
         scope=scope,
         force=ctx.args.force,
+        full=ctx.args.full,
         timeout_ms=ctx.args.timeout * 1000,
+        events=StandingsEvents(ctx.aws.events),
     )
     print(
         table(

@@ -18,7 +18,7 @@ from matchstats.config import Pooler
 from matchstats.db.connection import ConnectionProvider, Limits, connect
 from matchstats.db.migrate import MIGRATION_LOCK_TIMEOUT_MS, apply_migrations
 from matchstats.errors import DatabaseUnavailableError
-from matchstats.models import JobHistoryRow, JobStatus, RefreshOutcome
+from matchstats.models import JobHistoryRow, JobStatus, RefreshOutcome, StandingsMode
 from ops.sql import load_sql
 
 # The operator waits for an answer, but not for ever.
@@ -32,9 +32,10 @@ class ViewStatusRow(BaseModel):
     view_name: str
     last_started_at: datetime | None
     last_finished_at: datetime | None
-    last_change_seq: int | None
-    current_change_seq: int
-    changed_at: datetime | None
+    mode: StandingsMode
+    # Keys the view's change log names: what its next refresh recomputes or includes.
+    keys_waiting: int
+    changed_at: datetime | None  # when the oldest of them was logged
     changes_waiting: bool
     last_duration_ms: int | None
     last_freshness_ms: int | None = None
@@ -83,6 +84,15 @@ class OpsStore:
         """Applies the missing migrations (matchstats.db.migrate); returns their versions."""
         with self._connections.session(MIGRATION_LIMITS) as conn:
             return apply_migrations(conn, schema=self._connections.schema)
+
+    def set_standings_mode(self, mode: StandingsMode) -> bool:
+        """Switches the standings to `mode` (migration 0009's matchstats_set_standings_mode),
+        in one transaction that waits for running refreshes. Returns whether it switched
+        (False: already in that mode)."""
+        with self._connections.transaction(MIGRATION_LIMITS) as conn:
+            before = conn.execute("SELECT mode FROM standings_mode").fetchone()
+            conn.execute("SELECT matchstats_set_standings_mode(%s)", (mode.value,))
+        return before is None or before[0] != mode.value
 
     def view_status(self) -> list[ViewStatusRow]:
         rows = self._fetch("view_status", {})

@@ -77,19 +77,15 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
 
 def truncate_all(conn: psycopg.Connection) -> None:
     conn.execute(
-        "TRUNCATE competitions, competitors, matches, match_points, job_history"
-        " RESTART IDENTITY CASCADE"
+        "TRUNCATE competitions, competitors, matches, match_points, job_history,"
+        " changed_standings, changed_competitors RESTART IDENTITY CASCADE"
     )
-    conn.execute("UPDATE stats_state SET change_seq = 0, changed_at = NULL")
 
 
 def forget_refreshes(conn: psycopg.Connection) -> None:
     """No refresh has run yet: an empty refresh_log and no view refreshed."""
     conn.execute("TRUNCATE refresh_log")
-    conn.execute(
-        "UPDATE view_refresh_state"
-        " SET last_started_at = NULL, last_finished_at = NULL, last_change_seq = NULL"
-    )
+    conn.execute("UPDATE view_refresh_state SET last_started_at = NULL, last_finished_at = NULL")
 
 
 # --- Poolers -----------------------------------------------------------------

@@ -184,7 +184,7 @@ class InMemoryPointsStore:
         return PointsBatchWrite(
             outcomes=[self._outcome(job) for job in jobs],
             committed_at=self.committed_at,
-            change_seq=1,
+            keys_changed=2,
         )
 
     def _outcome(self, job: PointsJob) -> PointsOutcomeRow:

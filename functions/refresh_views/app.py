@@ -13,6 +13,7 @@ from matchstats.config import RefreshSettings
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.jobs import JobStore
 from matchstats.db.refresh import RefreshStore
+from matchstats.events import StandingsEvents
 from matchstats.observability import logger, metrics, tracer
 from matchstats.outcomes import Disposition
 from matchstats.queues import Queues
@@ -32,6 +33,7 @@ def dependencies() -> RefreshDependencies:
         store=RefreshStore(connections),
         jobs=JobStore(connections),
         queues=Queues(),
+        events=StandingsEvents(),
     )
 
 

@@ -47,8 +47,8 @@ def view_state(
     return ViewState(
         view_name=view,
         last_started_at=last_started,
-        last_change_seq=last_seq,
-        current_change_seq=seq,
+        # The change log is empty exactly when the view includes the latest change.
+        changes_pending=last_seq != seq,
         populated=populated,
         now=T0 + timedelta(seconds=10),
     )

@@ -60,7 +60,7 @@ class CommittingPointsStore:
             )
             for job in jobs
         ]
-        return PointsBatchWrite(outcomes=outcomes, committed_at=datetime.now(UTC), change_seq=1)
+        return PointsBatchWrite(outcomes=outcomes, committed_at=datetime.now(UTC), keys_changed=2)
 
 
 class ExplodingQueues(InMemoryQueues):

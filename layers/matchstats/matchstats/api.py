@@ -120,49 +120,55 @@ def api_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRestR
     bearer check honours that replacement too.
     """
     app = APIGatewayRestResolver(enable_validation=True, debug=False)
+    answers = _Answers(app, dependencies)
+    app.use([answers.require_cron_secret])
+    app.exception_handler([RequestValidationError, RequestUnsupportedContentType])(
+        answers.bad_request
+    )
+    app.exception_handler(ValueError)(answers.unreadable_body)
+    app.exception_handler(UnauthorizedError)(lambda _: _unauthorized())
+    app.exception_handler(TransientError)(_unavailable_response)
+    app.exception_handler(Exception)(_bug)
+    app.not_found(answers.no_route)
+    return app
 
-    def current() -> ApiDependencies:
-        resolve: Callable[[], ApiDependencies] = app.dependency_overrides.get(
-            dependencies, dependencies
+
+class _Answers:
+    """What the resolver answers besides its routes, with the dependencies in force."""
+
+    def __init__(
+        self, app: APIGatewayRestResolver, dependencies: Callable[[], ApiDependencies]
+    ) -> None:
+        self._app = app
+        self._dependencies = dependencies
+
+    def current(self) -> ApiDependencies:
+        resolve: Callable[[], ApiDependencies] = self._app.dependency_overrides.get(
+            self._dependencies, self._dependencies
         )
         return resolve()
 
-    def require_cron_secret(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Any:
-        if not authorized(app, current()):
+    def require_cron_secret(
+        self, app: APIGatewayRestResolver, next_middleware: NextMiddleware
+    ) -> Any:
+        if not authorized(app, self.current()):
             return _unauthorized()
         return next_middleware(app)
 
-    app.use([require_cron_secret])
+    def bad_request(
+        self, exc: RequestValidationError | RequestUnsupportedContentType
+    ) -> Response[Any]:
+        return self._refuse_body(_describe(exc, self._app.current_event.headers))
 
-    @app.exception_handler([RequestValidationError, RequestUnsupportedContentType])  # type: ignore[untyped-decorator]
-    def _bad_request(exc: RequestValidationError | RequestUnsupportedContentType) -> Response[Any]:
-        return _refuse_body(app, current, _describe(exc, app.current_event.headers))
-
-    @app.exception_handler(ValueError)  # type: ignore[untyped-decorator]
-    def _unreadable_body(exc: ValueError) -> Response[Any]:
+    def unreadable_body(self, exc: ValueError) -> Response[Any]:
         # Powertools' multipart/form-data parsing lets a ValueError out (no boundary, a
         # body that is not Latin-1) instead of a RequestValidationError.
-        if not _media_type(app.current_event.headers).startswith("multipart/"):
+        if not _media_type(self._app.current_event.headers).startswith("multipart/"):
             raise exc
-        return _refuse_body(app, current, _SEND_JSON)
+        return self._refuse_body(_SEND_JSON)
 
-    @app.exception_handler(UnauthorizedError)  # type: ignore[untyped-decorator]
-    def _refused(_: UnauthorizedError) -> Response[Any]:
-        return _unauthorized()
-
-    @app.exception_handler(TransientError)  # type: ignore[untyped-decorator]
-    def _unavailable(exc: TransientError) -> Response[Any]:
-        return _unavailable_response(exc)
-
-    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-    def _bug(exc: Exception) -> Response[Any]:
-        # A bug, not the caller's fault: logged with its trace, answered without detail.
-        logger.exception("unexpected error", extra={"error_type": type(exc).__name__})
-        return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; retry later")
-
-    @app.not_found
-    def _no_route(_: NotFoundError) -> Response[Any]:
-        event = app.current_event
+    def no_route(self, _: NotFoundError) -> Response[Any]:
+        event = self._app.current_event
         if event.path == UPDATE_STATS_PATH:
             return _error(
                 HTTPStatus.METHOD_NOT_ALLOWED,
@@ -171,7 +177,21 @@ def api_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRestR
             )
         return _error(HTTPStatus.NOT_FOUND, "Not found")
 
-    return app
+    def _refuse_body(self, problem: str) -> Response[Any]:
+        try:
+            allowed = authorized(self._app, self.current())
+        except TransientError as error:
+            return _unavailable_response(error)
+        if not allowed:
+            return _unauthorized()
+        # SPEC section 7 answers a bad body with 400, not the resolver's 422 (or 415).
+        return _error(HTTPStatus.BAD_REQUEST, problem)
+
+
+def _bug(exc: Exception) -> Response[Any]:
+    # A bug, not the caller's fault: logged with its trace, answered without detail.
+    logger.exception("unexpected error", extra={"error_type": type(exc).__name__})
+    return _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; retry later")
 
 
 def normalized(event: dict[str, Any]) -> dict[str, Any]:
@@ -217,19 +237,6 @@ def authorized(app: APIGatewayRestResolver, deps: ApiDependencies) -> bool:
         },
     )
     return False
-
-
-def _refuse_body(
-    app: APIGatewayRestResolver, current: Callable[[], ApiDependencies], problem: str
-) -> Response[Any]:
-    try:
-        allowed = authorized(app, current())
-    except TransientError as error:
-        return _unavailable_response(error)
-    if not allowed:
-        return _unauthorized()
-    # SPEC section 7 answers a bad body with 400, not the resolver's 422 (or 415).
-    return _error(HTTPStatus.BAD_REQUEST, problem)
 
 
 def _unauthorized() -> Response[Any]:

@@ -67,7 +67,8 @@ class PointsBatchWrite(_Model):
     outcomes: list[PointsOutcomeRow]
     # The database clock after the commit: a refresh that starts later sees every row.
     committed_at: datetime
-    change_seq: int | None
+    # Standings keys logged for the refresh (migration 0008): 0 when nothing changed.
+    keys_changed: int
 
 
 class RefreshOutcome(StrEnum):
@@ -108,14 +109,22 @@ class JobHistoryRow(_Model):
     view_outcomes: dict[str, RefreshOutcome] | None = None
 
 
+class StandingsMode(StrEnum):
+    """How competition_standings and competitor_stats are maintained (SPEC section 2)."""
+
+    MATERIALIZED_VIEW = "materialized-view"
+    INCREMENTAL = "incremental"
+
+
 class ViewState(_Model):
     """A view's standing, read under its refresh lock."""
 
     view_name: str
     last_started_at: datetime | None
-    last_change_seq: int | None
-    current_change_seq: int
+    # Whether the view's change log names any key (migration 0008).
+    changes_pending: bool
     populated: bool
+    mode: StandingsMode = StandingsMode.MATERIALIZED_VIEW
     now: datetime  # the database clock: when a refresh decided now would start
 
 
@@ -125,7 +134,6 @@ class ViewRefreshRecord(_Model):
     requests_covered: int
     forced: bool
     concurrently: bool
-    change_seq: int
     oldest_request_at: datetime | None
     started_at: datetime
 
@@ -133,3 +141,11 @@ class ViewRefreshRecord(_Model):
 class ViewRefreshDone(_Model):
     finished_at: datetime
     duration_ms: int
+    # Keys the refresh recomputed (the change log's, or every key of a full one).
+    keys: int = 0
+    # Whether any row of the view changed: in incremental mode, rows that differ; in
+    # materialized-view mode, any key logged (the refresh does not say which rows moved).
+    changed: bool = False
+    # The competitions whose standings rows changed (or, for a materialized view, whose
+    # keys were logged); empty for competitor_stats, which is not by competition.
+    competition_ids: list[int] = Field(default_factory=list)

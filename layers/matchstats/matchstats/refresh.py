@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from matchstats.config import RefreshSettings
 from matchstats.errors import DeadlineError, InvalidMessageError, TransientError
+from matchstats.events import StandingsEvents, StandingsRefreshed
 from matchstats.failures import (
     dead_letter,
     history_budget_ms,
@@ -37,6 +38,7 @@ from matchstats.models import (
     JobStatus,
     ReceivedMessage,
     RefreshOutcome,
+    ViewRefreshDone,
     ViewRefreshRecord,
     ViewState,
 )
@@ -68,11 +70,15 @@ class ViewOutcome:
     duration_ms: int | None = None
     # Refresh finished minus the oldest request it covered: how stale the view had been.
     freshness_ms: int | None = None
+    # What the refresh that ran did (ViewRefreshDone), for StandingsRefreshed.
+    done: ViewRefreshDone | None = None
 
 
 @dataclass
 class RefreshBatchResult(BatchResult):
     views: list[ViewOutcome] = field(default_factory=list)
+    # None when nothing changed (no event to publish), else whether it was published.
+    event_published: bool | None = None
 
     def views_with(self, *decisions: ViewDecision) -> list[ViewOutcome]:
         return [view for view in self.views if view.decision in decisions]
@@ -84,6 +90,8 @@ class RefreshDependencies:
     store: ViewRefresher
     jobs: JobRecorder
     queues: Queues
+    # None publishes no StandingsRefreshed event (a benchmark, a test about other things).
+    events: StandingsEvents | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
@@ -110,6 +118,7 @@ def refresh_views(
         requests = _parse(messages)
         failed_views = _refresh_each_view(requests, deps, remaining_ms, result)
         _settle(messages, requests, failed_views, deps, remaining_ms, result, started_at)
+        _tell_the_app(result, deps)
     except Exception as exc:
         retry_unfinished(
             result,
@@ -120,6 +129,21 @@ def refresh_views(
             max_receive_count=deps.settings.max_receive_count,
         )
     return result
+
+
+def _tell_the_app(result: RefreshBatchResult, deps: RefreshDependencies) -> None:
+    """One StandingsRefreshed event for the views this batch changed (SPEC section 6b),
+    after their commits; a publish that fails is logged and does not fail the batch."""
+    changed = [view.done for view in result.views if view.done is not None and view.done.changed]
+    if not changed or deps.events is None:
+        return
+    result.event_published = deps.events.publish(
+        StandingsRefreshed(
+            views=[view.view_name for view in result.views if view.done in changed],
+            competition_ids=sorted({c for done in changed for c in done.competition_ids}),
+            finished_at=max(done.finished_at for done in changed),
+        )
+    )
 
 
 def _parse(messages: Sequence[ReceivedMessage]) -> _Requests:
@@ -304,7 +328,7 @@ def _refresh_one(
         },
     )
     return ViewOutcome(
-        view_name, ViewDecision.EXECUTED, len(requests), done.duration_ms, freshness_ms
+        view_name, ViewDecision.EXECUTED, len(requests), done.duration_ms, freshness_ms, done
     )
 
 
@@ -333,7 +357,7 @@ def skip_reason(state: ViewState, requests: Sequence[RefreshMessage]) -> ViewDec
     newest = max(effective_requested_at(request, state) for request in requests)
     if state.last_started_at is not None and state.last_started_at >= newest:
         return ViewDecision.COVERED
-    if state.last_change_seq is not None and state.last_change_seq == state.current_change_seq:
+    if not state.changes_pending:
         return ViewDecision.UNCHANGED
     return ViewDecision.EXECUTED
 
@@ -348,7 +372,6 @@ def decide(state: ViewState, requests: Sequence[RefreshMessage]) -> ViewRefreshR
         requests_covered=len(requests),
         forced=any(request.force for request in requests),
         concurrently=state.populated,
-        change_seq=state.current_change_seq,
         oldest_request_at=min(effective_requested_at(request, state) for request in requests),
         started_at=state.now,
     )

@@ -52,10 +52,11 @@ class ViewRefresher(Protocol):
         *,
         statement_timeout_ms: int,
         lock_timeout_ms: int,
+        full: bool = False,
     ) -> tuple[ViewState, ViewRefreshDone | None]:
         """Under the view's lock, reads its state, asks `decide`, and refreshes and records
         it if told to, in one transaction. Returns the state read and the refresh done
-        (None when skipped)."""
+        (None when skipped). `full` recomputes every key, not only the logged ones."""
         ...
 
 

@@ -19,6 +19,7 @@ And what the network does to a warm connection:
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import select
@@ -65,6 +66,12 @@ _MIN_CONNECT_TIMEOUT_S = 2
 CLIENT_GRACE_MS = 1_000
 
 BEGIN = b"BEGIN ISOLATION LEVEL READ COMMITTED, READ WRITE"
+# Sent in the startup packet, which outranks a role's or database's client_encoding:
+# the bundle's messages are Unicode and psycopg must not be asked to encode them otherwise.
+CLIENT_ENCODING = "UTF8"
+# PostgreSQL server encodings whose Python codec has another name (PostgreSQL docs,
+# "Character Set Support"; the rest, LATIN1 or EUC_JP say, Python finds as they are).
+_PYTHON_CODECS = {"UTF8": "utf-8", "WIN866": "cp866", "WIN874": "cp874", "ALT": "cp866"}
 
 
 def fetch_secret_json(secret_arn: str) -> dict[str, Any]:
@@ -97,7 +104,12 @@ def resolve_conninfo(
     if settings.database_url:
         given = conninfo_to_dict(settings.database_url)
         tcp = {key: value for key, value in TCP_SETTINGS.items() if key not in given}
-        return make_conninfo(settings.database_url, connect_timeout=timeout, **tcp)
+        return make_conninfo(
+            settings.database_url,
+            connect_timeout=timeout,
+            client_encoding=CLIENT_ENCODING,
+            **tcp,
+        )
     assert settings.db_secret_arn  # DatabaseSettings guarantees one of the two
     secret = fetch_secret(settings.db_secret_arn)
     missing = [key for key in ("host", "username", "password") if not secret.get(key)]
@@ -113,6 +125,7 @@ def resolve_conninfo(
         dbname=str(secret.get("dbname", "postgres")),
         sslmode=settings.db_sslmode,
         connect_timeout=timeout,
+        client_encoding=CLIENT_ENCODING,
         application_name="matchstats",
         **TCP_SETTINGS,
     )
@@ -327,6 +340,28 @@ class ConnectionProvider:
             if getattr(self._local, "conn", None) is conn:
                 self._local.conn = None
             conn.close()
+
+
+def storable(conn: psycopg.Connection) -> Callable[[str | None], str | None]:
+    """Makes text from a message storable in this database: a character the server's
+    encoding has no code for (an emoji in a LATIN1 database, say) is written as a
+    backslash escape instead of failing the whole batch's statement. Identity on a UTF8
+    or SQL_ASCII server."""
+    encoding = str(conn.info.parameter_status("server_encoding") or "UTF8").upper()
+    if encoding in ("UTF8", "SQL_ASCII"):
+        return lambda text: text
+    codec = _PYTHON_CODECS.get(encoding, encoding.lower())
+    try:
+        codecs.lookup(codec)
+    except LookupError:
+        codec = "ascii"
+
+    def escape(text: str | None) -> str | None:
+        if text is None:
+            return None
+        return text.encode(codec, errors="backslashreplace").decode(codec)
+
+    return escape
 
 
 def _within(conninfo: str, budget_ms: int | None) -> str:

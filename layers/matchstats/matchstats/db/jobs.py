@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from matchstats.db.connection import BEGIN, ConnectionProvider, Limits
+from matchstats.db.connection import BEGIN, ConnectionProvider, Limits, storable
 from matchstats.db.sql import load_sql
 from matchstats.models import JobRecord
 
@@ -35,6 +35,7 @@ class JobStore:
             return
         limits = Limits(statement_timeout_ms=budget_ms, lock_timeout_ms=budget_ms)
         with self._connections.session(limits) as conn, conn.pipeline():
+            text = storable(conn)
             conn.execute(BEGIN)
             conn.execute(*self._connections.settings_statement(limits))
             conn.execute(
@@ -45,9 +46,9 @@ class JobStore:
                     "subjects": [r.subject for r in records],
                     "statuses": [r.status.value for r in records],
                     "attempts": [r.attempts for r in records],
-                    "errors": [r.error for r in records],
+                    "errors": [text(r.error) for r in records],
                     "error_kinds": [r.error_kind for r in records],
-                    "bodies": [r.body for r in records],
+                    "bodies": [text(r.body) for r in records],
                     "outcomes": [r.outcome.value if r.outcome else None for r in records],
                     "view_outcomes": [
                         json.dumps(r.view_outcomes) if r.view_outcomes is not None else None

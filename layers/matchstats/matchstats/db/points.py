@@ -7,7 +7,7 @@ from datetime import datetime
 
 from psycopg.rows import dict_row
 
-from matchstats.db.connection import BEGIN, ConnectionProvider, Limits
+from matchstats.db.connection import BEGIN, ConnectionProvider, Limits, storable
 from matchstats.db.sql import load_sql
 from matchstats.models import PointsBatchWrite, PointsJob, PointsOutcomeRow
 
@@ -33,6 +33,7 @@ class PointsStore:
             # The whole transaction and the clock reading after it go out as one pipeline
             # with one sync: one network round trip per batch. BEGIN and COMMIT are sent
             # as statements because psycopg's transaction() block syncs on each.
+            text = storable(conn)
             with conn.pipeline():
                 conn.execute(BEGIN)
                 conn.execute(*self._connections.settings_statement(limits))
@@ -45,8 +46,8 @@ class PointsStore:
                         "match_ids": match_ids,
                         "subjects": [job.subject for job in jobs],
                         "attempts": [job.attempts for job in jobs],
-                        "errors": [job.parse_error for job in jobs],
-                        "bodies": [job.body for job in jobs],
+                        "errors": [text(job.parse_error) for job in jobs],
+                        "bodies": [text(job.body) for job in jobs],
                         "started_at": started_at,
                     },
                 )
@@ -58,5 +59,5 @@ class PointsStore:
         return PointsBatchWrite(
             outcomes=[PointsOutcomeRow.model_validate(row) for row in rows],
             committed_at=clock_row[0],
-            change_seq=rows[0]["change_seq"] if rows else None,
+            keys_changed=rows[0]["keys_changed"] if rows else 0,
         )

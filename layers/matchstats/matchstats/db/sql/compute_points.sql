@@ -34,19 +34,29 @@ side AS (
     ) AS s (competitor_id, score_for, score_against)
     WHERE cm.status = 'completed' AND NOT cm.missing_scores
 ),
+-- The batch's rows as they were before this statement (a CTE sees the statement's
+-- snapshot): the keys a corrected or moved match leaves.
+before AS (
+    SELECT mp.match_id, mp.competition_id, mp.competitor_id
+    FROM match_points AS mp
+    WHERE mp.match_id = ANY (%(match_ids)s::bigint[])
+),
 -- Rows the current match row no longer implies: a void, a match back to live,
 -- a corrected line-up. A completed match without scores is bad data and is left
--- as it was, never guessed.
+-- as it was, never guessed. Reached by the primary key's match_id prefix only, never a
+-- scan of match_points, whatever its size.
 removed AS (
     DELETE FROM match_points AS mp
-    USING current_match AS cm
-    WHERE mp.match_id = cm.match_id
-      AND NOT cm.missing_scores
+    WHERE mp.match_id = ANY (%(match_ids)s::bigint[])
+      AND EXISTS (
+          SELECT 1 FROM current_match AS cm
+          WHERE cm.match_id = mp.match_id AND NOT cm.missing_scores
+      )
       AND NOT EXISTS (
           SELECT 1 FROM side AS s
           WHERE s.match_id = mp.match_id AND s.competitor_id = mp.competitor_id
       )
-    RETURNING mp.match_id
+    RETURNING mp.match_id, mp.competition_id, mp.competitor_id
 ),
 written AS (
     INSERT INTO match_points AS mp (
@@ -71,18 +81,29 @@ written AS (
               IS DISTINCT FROM
               (excluded.competition_id, excluded.result, excluded.points, excluded.score_for,
                excluded.score_against, excluded.score_version)
-    RETURNING mp.match_id
+    RETURNING mp.match_id, mp.competition_id, mp.competitor_id
 ),
 changed AS (
     SELECT match_id FROM removed
     UNION
     SELECT match_id FROM written
 ),
-bumped AS (
-    UPDATE stats_state
-    SET change_seq = change_seq + 1, changed_at = clock_timestamp()
-    WHERE EXISTS (SELECT 1 FROM changed)
-    RETURNING change_seq
+-- Every standings key whose totals this statement may have changed, old and new.
+touched AS (
+    SELECT competition_id, competitor_id FROM removed
+    UNION
+    SELECT competition_id, competitor_id FROM written
+    UNION
+    SELECT b.competition_id, b.competitor_id FROM before AS b JOIN written AS w USING (match_id)
+),
+-- Appended to each view's change log (migration 0008); no row is shared, none updated.
+logged_standings AS (
+    INSERT INTO changed_standings (competition_id, competitor_id)
+    SELECT competition_id, competitor_id FROM touched
+),
+logged_competitors AS (
+    INSERT INTO changed_competitors (competitor_id)
+    SELECT DISTINCT competitor_id FROM touched
 ),
 outcome AS (
     SELECT r.job_id, r.match_id, r.subject, r.attempts, r.body, cm.status, cm.score_version,
@@ -114,5 +135,5 @@ history AS (
     FROM outcome
 )
 SELECT job_id, match_id, outcome, error, status, score_version, changed,
-       (SELECT max(change_seq) FROM bumped) AS change_seq
+       (SELECT count(*) FROM touched)::int AS keys_changed
 FROM outcome

@@ -1,0 +1,58 @@
+-- Incremental mode: brings competition_standings in line with standings_source for the
+-- keys its change log names (every key when %(full)s), in one statement, one snapshot:
+-- recomputed by key from match_points, upserted where they differ, deleted where the key
+-- has no match left. Readers read the old rows or the new, never wait.
+WITH consumed AS (
+    DELETE FROM changed_standings
+    RETURNING competition_id, competitor_id
+),
+touched AS (
+    SELECT competition_id, competitor_id FROM consumed
+    UNION
+    SELECT competition_id, competitor_id FROM standings_source WHERE %(full)s
+    UNION
+    SELECT competition_id, competitor_id FROM competition_standings WHERE %(full)s
+),
+fresh AS (
+    SELECT s.*
+    FROM touched AS t
+    CROSS JOIN LATERAL (
+        SELECT * FROM standings_source AS src
+        WHERE src.competition_id = t.competition_id AND src.competitor_id = t.competitor_id
+    ) AS s
+),
+upserted AS (
+    INSERT INTO competition_standings AS cs
+    SELECT * FROM fresh
+    ON CONFLICT (competition_id, competitor_id) DO UPDATE
+        SET played = excluded.played, won = excluded.won, drawn = excluded.drawn,
+            lost = excluded.lost, score_for = excluded.score_for,
+            score_against = excluded.score_against, score_diff = excluded.score_diff,
+            points = excluded.points
+        WHERE (cs.played, cs.won, cs.drawn, cs.lost, cs.score_for, cs.score_against,
+               cs.score_diff, cs.points)
+              IS DISTINCT FROM
+              (excluded.played, excluded.won, excluded.drawn, excluded.lost,
+               excluded.score_for, excluded.score_against, excluded.score_diff,
+               excluded.points)
+    RETURNING cs.competition_id
+),
+deleted AS (
+    DELETE FROM competition_standings AS cs
+    USING touched AS t
+    WHERE cs.competition_id = t.competition_id AND cs.competitor_id = t.competitor_id
+      AND NOT EXISTS (
+          SELECT 1 FROM fresh AS f
+          WHERE f.competition_id = t.competition_id AND f.competitor_id = t.competitor_id
+      )
+    RETURNING cs.competition_id
+),
+changed AS (
+    SELECT competition_id FROM upserted
+    UNION ALL
+    SELECT competition_id FROM deleted
+)
+SELECT (SELECT count(*) FROM touched)::int                                  AS keys,
+       (SELECT count(*) FROM changed)::int                                  AS rows_changed,
+       coalesce((SELECT array_agg(DISTINCT competition_id) FROM changed), '{}')::bigint[]
+           AS competition_ids

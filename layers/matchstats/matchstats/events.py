@@ -1,0 +1,128 @@
+"""What changed, told to the app (SPEC section 6b): after a refresh that changed rows, one
+`StandingsRefreshed` event on the default EventBridge bus names the views and the
+competitions whose rows changed, so a serverless app can revalidate exactly those pages.
+The only code that calls EventBridge.
+
+A publish that fails is retried (botocore's standard retries for throttling and server
+errors, then the entries EventBridge reports failed, a few times more) and then given up
+with a log line: the refresh it tells of has committed, and a missed event only leaves a
+cache to its own expiry. It never fails the refresh.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from matchstats.observability import logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+else:
+    EventBridgeClient = Any
+
+SOURCE = "matchstats"
+DETAIL_TYPE = "StandingsRefreshed"
+EVENT_BUS = "default"
+# PutEvents takes 10 entries a call and 256 KiB in all; 1,000 ids keep an entry far below.
+COMPETITIONS_PER_EVENT = 1_000
+_ENTRIES_PER_CALL = 10
+_ATTEMPTS = 3
+_RETRY_PAUSE_S = 0.2
+
+
+class StandingsRefreshed(BaseModel):
+    """The event's `detail`: {"views": [...], "competitionIds": [...], "finishedAt": ...}."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    views: list[str]
+    competition_ids: list[int] = Field(default_factory=list)
+    # The database clock when the last of the refreshes committed (ISO 8601, UTC offset).
+    finished_at: datetime
+
+
+def default_events_client() -> EventBridgeClient:
+    import boto3
+
+    # Retries with backoff on throttling and server errors (botocore "standard" mode).
+    config = Config(retries={"max_attempts": 5, "mode": "standard"})
+    client: EventBridgeClient = boto3.session.Session().client("events", config=config)
+    return client
+
+
+class StandingsEvents:
+    """Publishes StandingsRefreshed events; `client` defaults to boto3's, built on first use."""
+
+    def __init__(
+        self,
+        client: EventBridgeClient | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._client = client
+        self._sleep = sleep
+
+    def publish(self, refreshed: StandingsRefreshed) -> bool:
+        """Puts the event (several, when it names more than COMPETITIONS_PER_EVENT
+        competitions). Returns whether every entry was accepted; never raises."""
+        entries = [_entry(part) for part in _parts(refreshed)]
+        pending = entries
+        for attempt in range(1, _ATTEMPTS + 1):
+            pending = self._put(pending)
+            if not pending:
+                return True
+            if attempt < _ATTEMPTS:
+                self._sleep(_RETRY_PAUSE_S * attempt)
+        logger.error(
+            "StandingsRefreshed not published; app caches wait for their own expiry",
+            extra={"entries": len(pending), "views": refreshed.views},
+        )
+        return False
+
+    def _put(self, entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The entries not accepted."""
+        if self._client is None:
+            self._client = default_events_client()
+        failed: list[dict[str, Any]] = []
+        for start in range(0, len(entries), _ENTRIES_PER_CALL):
+            chunk = list(entries[start : start + _ENTRIES_PER_CALL])
+            try:
+                response = self._client.put_events(Entries=chunk)  # type: ignore[arg-type,unused-ignore]
+            except (BotoCoreError, ClientError) as exc:
+                logger.warning("PutEvents failed", extra={"error": str(exc)})
+                failed.extend(chunk)
+                continue
+            results = response.get("Entries", [])
+            failed.extend(
+                entry
+                for entry, result in zip(chunk, results, strict=False)
+                if result.get("ErrorCode")
+            )
+        return failed
+
+
+def _parts(refreshed: StandingsRefreshed) -> list[StandingsRefreshed]:
+    ids = refreshed.competition_ids
+    if len(ids) <= COMPETITIONS_PER_EVENT:
+        return [refreshed]
+    return [
+        refreshed.model_copy(update={"competition_ids": ids[i : i + COMPETITIONS_PER_EVENT]})
+        for i in range(0, len(ids), COMPETITIONS_PER_EVENT)
+    ]
+
+
+def _entry(refreshed: StandingsRefreshed) -> dict[str, Any]:
+    return {
+        "Source": SOURCE,
+        "DetailType": DETAIL_TYPE,
+        "Detail": refreshed.model_dump_json(by_alias=True),
+        "EventBusName": EVENT_BUS,
+    }
