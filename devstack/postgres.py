@@ -324,10 +324,17 @@ def database_url(server_url: str, name: str) -> str:
     return make_conninfo(server_url, dbname=name)
 
 
-def create_database(server_url: str, name: str) -> str:
-    """Create database `name` on the server and return its URL."""
+def create_database(server_url: str, name: str, *, encoding: str | None = None) -> str:
+    """Create database `name` on the server and return its URL. With `encoding` (a
+    PostgreSQL server encoding such as LATIN1), the database is made from template0 with
+    the C locale, which every server encoding accepts."""
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if encoding is not None:
+        statement += sql.SQL(" ENCODING {} LOCALE 'C' TEMPLATE template0").format(
+            sql.Literal(encoding)
+        )
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(statement)
     return database_url(server_url, name)
 
 

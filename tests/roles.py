@@ -37,7 +37,9 @@ def role_rights_sql(role: str, password: str) -> str:
     return re.sub(rf"\b{_README_ROLE}\b", role, block)
 
 
-def create_production_like_database(server_url: str, label: str) -> ProductionLikeDatabase:
+def create_production_like_database(
+    server_url: str, label: str, *, encoding: str | None = None
+) -> ProductionLikeDatabase:
     """The application's tables (migration 0001, without its index, as the application
     would have them) owned by the server's superuser; then the README's role, which runs
     every migration itself."""
@@ -45,7 +47,7 @@ def create_production_like_database(server_url: str, label: str) -> ProductionLi
     name = f"{label[:40]}_{suffix}"
     role = f"matchstats_{suffix}"
     password = uuid.uuid4().hex
-    owner_url = create_database(server_url, name)
+    owner_url = create_database(server_url, name, encoding=encoding)
     with psycopg.connect(owner_url, autocommit=True) as conn:
         application_tables = available_migrations()[0]
         conn.cursor().execute(application_tables.sql.encode(), binary=False)

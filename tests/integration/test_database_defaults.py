@@ -15,23 +15,11 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import pytest
 
-from calculate_points import app as points_app
-from devstack.lambda_context import LambdaContext
-from matchstats.config import PointsSettings, RefreshSettings
-from matchstats.db.connection import ConnectionProvider
-from matchstats.db.jobs import JobStore
-from matchstats.db.points import PointsStore
-from matchstats.db.refresh import RefreshStore
-from matchstats.points import PointsDependencies
-from matchstats.refresh import RefreshDependencies
-from refresh_views import app as refresh_app
-from testkit.events import points_bodies, sqs_event
 from testkit.oracle import (
     actual_competitor_stats,
     actual_match_points,
@@ -41,7 +29,7 @@ from testkit.oracle import (
     expected_standings,
 )
 from testkit.seed import complete_matches, correct_score, create_season
-from tests.fakes import InMemoryQueues
+from tests.integration.real_functions import functions_for
 from tests.roles import (
     ProductionLikeDatabase,
     create_production_like_database,
@@ -62,6 +50,7 @@ DECOY_SCHEMA = [
 # Low enough that any statement, lock wait, idle moment or transaction of the bundle's
 # that ran under them would be cut; our own first statements take microseconds.
 LOW = "'10ms'"
+TX_LOW = "'200ms'"
 
 DEFAULTS: dict[str, list[str]] = {
     "server defaults": [],
@@ -80,7 +69,10 @@ DEFAULTS: dict[str, list[str]] = {
     "low idle_in_transaction_session_timeout": [
         ROLE + f"idle_in_transaction_session_timeout = {LOW}",
     ],
-    "low transaction_timeout (PostgreSQL 17+)": [ROLE + f"transaction_timeout = {LOW}"],
+    # Not LOW: the timer runs from BEGIN until the bundle's first statement turns it off, a
+    # few microseconds that a loaded machine can stretch past 10 ms. Proved to be turned
+    # off by test_a_batch_outlives_the_roles_transaction_timeout.
+    "low transaction_timeout (PostgreSQL 17+)": [ROLE + f"transaction_timeout = {TX_LOW}"],
 }
 
 
@@ -97,63 +89,6 @@ def database(
             conn.execute(statement.format(db=database.name, role=database.role).encode())
     yield database
     drop_production_like_database(postgres_server_url, database)
-
-
-@dataclass
-class Functions:
-    """CalculatePointsFunction and RefreshViewsFunction with the real stores on the
-    role's connection, and an in-memory SQS that keeps what they send."""
-
-    points: PointsDependencies
-    refresh: RefreshDependencies
-    queues: InMemoryQueues
-
-    def run_points(self, *match_ids: int) -> dict[str, Any]:
-        event = sqs_event(points_bodies(*match_ids))
-        context = LambdaContext.for_invocation("CalculatePointsFunction", 120)
-        return points_app.lambda_handler(event, context, deps=self.points)
-
-    def run_refresh(self) -> dict[str, Any]:
-        bodies = [message.body for url, message in self.queues.sent if url == REFRESH_QUEUE]
-        self.queues.sent.clear()
-        event = sqs_event(bodies, template="refresh-views.json")
-        context = LambdaContext.for_invocation("RefreshViewsFunction", 120)
-        return refresh_app.lambda_handler(event, context, deps=self.refresh)
-
-
-REFRESH_QUEUE = "http://sqs.local/RefreshQueue"
-
-
-def functions_for(database_url: str) -> Functions:
-    queues = InMemoryQueues()
-    common = {"DATABASE_URL": database_url, "REFRESH_QUEUE_URL": REFRESH_QUEUE}
-    points_settings = PointsSettings.from_env(
-        {
-            **common,
-            "POINTS_QUEUE_URL": "http://sqs.local/PointsQueue",
-            "DEAD_LETTER_QUEUE_URL": "http://sqs.local/PointsDeadLetterQueue",
-        }
-    )
-    refresh_settings = RefreshSettings.from_env(
-        {**common, "DEAD_LETTER_QUEUE_URL": "http://sqs.local/RefreshDeadLetterQueue"}
-    )
-    points_connections = ConnectionProvider.from_settings(points_settings)
-    refresh_connections = ConnectionProvider.from_settings(refresh_settings)
-    return Functions(
-        points=PointsDependencies(
-            settings=points_settings,
-            store=PointsStore(points_connections),
-            jobs=JobStore(points_connections),
-            queues=queues,
-        ),
-        refresh=RefreshDependencies(
-            settings=refresh_settings,
-            store=RefreshStore(refresh_connections),
-            jobs=JobStore(refresh_connections),
-            queues=queues,
-        ),
-        queues=queues,
-    )
 
 
 def test_a_season_computes_and_refreshes_whatever_the_defaults(
@@ -229,6 +164,47 @@ def test_a_batch_reads_the_row_committed_while_it_waited_for_its_lock(
             assert responses == [{"batchItemFailures": []}]
             assert actual_match_points(owner) == expected_match_points(owner)
             assert {row[5] for row in actual_match_points(owner)} == {7, 1}
+    finally:
+        drop_production_like_database(postgres_server_url, database)
+
+
+def test_a_batch_outlives_the_roles_transaction_timeout(postgres_server_url: str) -> None:
+    """A role's transaction_timeout ends the whole session with a FATAL (PostgreSQL 17+);
+    the bundle bounds each statement and idle moment itself and turns it off."""
+    database = create_production_like_database(postgres_server_url, "txtimeout")
+    try:
+        with psycopg.connect(database.owner_url, autocommit=True) as owner:
+            if owner.info.server_version < 170000:
+                pytest.skip("transaction_timeout exists from PostgreSQL 17")
+            owner.execute(
+                f"ALTER ROLE {database.role} IN DATABASE {database.name}"
+                f" SET transaction_timeout = {TX_LOW}"
+            )
+            # Given a completed match whose points lock another transaction holds
+            season = create_season(owner, competitions=1, competitors_per_competition=2)
+            match_id = season.match_ids[0]
+            complete_matches(owner, [match_id], random.Random(2))
+            functions = functions_for(database.role_url)
+            with psycopg.connect(database.owner_url) as blocker:
+                blocker.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('matchstats.points:' || %s, 0))",
+                    (match_id,),
+                )
+                # When a batch for it waits for that lock for longer than the role's timeout
+                responses: list[dict[str, Any]] = []
+                batch = threading.Thread(
+                    target=lambda: responses.append(functions.run_points(match_id))
+                )
+                batch.start()
+                _wait_for_lock_waiter(owner)
+                time.sleep(0.6)
+                blocker.rollback()
+            batch.join(30)
+
+            # Then its transaction lived on and committed the match's points
+            assert responses == [{"batchItemFailures": []}]
+            assert actual_match_points(owner) == expected_match_points(owner)
+            assert len(actual_match_points(owner)) == 2
     finally:
         drop_production_like_database(postgres_server_url, database)
 
