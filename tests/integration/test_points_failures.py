@@ -77,6 +77,33 @@ def test_poison_records_go_to_the_dead_letter_queue_with_a_reason_and_the_rest_c
     }
 
 
+def test_a_body_that_names_its_match_twice_is_dead_lettered_and_scores_neither(
+    points_env: TemplateQueues, db: psycopg.Connection
+) -> None:
+    # Given two completed matches, and a body naming both under one key (which one it
+    # means depends on the reader: pydantic and json.loads keep the last)
+    season = create_season(db, competitions=1, competitors_per_competition=4)
+    first, second = season.match_ids[:2]
+    complete_matches(db, [first, second], random.Random(7))
+    body = f'{{"matchId": {first}, "matchId": {second}}}'
+    points_env.send("PointsQueue", [body])
+    messages = receive_batch(points_env, 1)
+
+    # When it is processed
+    failed = invoke_batch(points_env, messages)
+
+    # Then it is not retried, no points are written for either match ...
+    assert failed == set()
+    assert actual_match_points(db) == set()
+    # ...and it waits in the dead-letter queue as an invalid message naming the key
+    [dead] = points_env.drain_all("PointsDeadLetterQueue")
+    assert dead["Body"] == body
+    assert (
+        dead["MessageAttributes"]["matchstats.errorKind"]["StringValue"],
+        dead["MessageAttributes"]["matchstats.reason"]["StringValue"],
+    ) == ("invalid_message", 'body: duplicate key "matchId" (a key may appear once per object)')
+
+
 def test_eight_large_invalid_bodies_are_all_dead_lettered_on_the_first_receive(
     points_env: TemplateQueues,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -50,6 +51,37 @@ def test_a_bad_points_body_is_rejected_naming_the_problem(body: str, problem: st
     with pytest.raises(InvalidMessageError) as caught:
         parse_points_message(body)
     assert str(caught.value).startswith(problem)
+    assert caught.value.kind == "invalid_message"
+
+
+@pytest.mark.parametrize(
+    ("parse", "body", "key"),
+    [
+        (parse_points_message, '{"matchId": 1, "matchId": 2}', "matchId"),
+        (
+            parse_points_message,
+            '{"matchId": 1, "scoreVersion": 2, "scoreVersion": 2}',
+            "scoreVersion",
+        ),
+        (parse_points_message, '{"matchId": 1, "meta": {"by": "a", "by": "b"}}', "by"),
+        (
+            parse_refresh_message,
+            '{"reason": "api", "requestedAt": "2025-01-01T00:00:00Z", "scope": "all",'
+            ' "scope": "competitor_stats"}',
+            "scope",
+        ),
+    ],
+)
+def test_a_body_that_repeats_a_key_is_rejected_naming_the_key(
+    parse: Callable[[str], object], body: str, key: str
+) -> None:
+    # Given a body whose meaning depends on which of two values a reader keeps
+    # When it is parsed
+    with pytest.raises(InvalidMessageError) as caught:
+        parse(body)
+
+    # Then it is an invalid message whose error names the repeated key
+    assert str(caught.value) == f'body: duplicate key "{key}" (a key may appear once per object)'
     assert caught.value.kind == "invalid_message"
 
 

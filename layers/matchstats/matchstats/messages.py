@@ -3,6 +3,7 @@ the events that trigger a scheduled refresh (SPEC section 5), recognised for the
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
 from functools import cache
@@ -138,10 +139,42 @@ def parse_refresh_message(body: str) -> RefreshMessage:
 
 
 def _parse(model: type[M], body: str) -> M:
+    _refuse_duplicate_keys(body)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
         raise InvalidMessageError(describe_validation_error(exc)) from exc
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKeyError(key)
+        seen[key] = value
+    return seen
+
+
+def _refuse_duplicate_keys(body: str) -> None:
+    """Raises InvalidMessageError naming the first key that an object of `body` repeats,
+    at any depth: {"matchId": 1, "matchId": 2} is ambiguous. RFC 8259 section 4 leaves
+    the meaning of repeated names to each parser (pydantic, like json.loads, keeps the
+    last; other readers keep the first or fail), so the producer has a bug worth hearing
+    about. A body that is not JSON is left to the model's parse, which names the problem."""
+    try:
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as exc:
+        raise InvalidMessageError(
+            f"body: duplicate key {json.dumps(exc.key)} (a key may appear once per object)"
+        ) from exc
+    except (ValueError, RecursionError):
+        return
 
 
 def describe_validation_error(exc: ValidationError) -> str:
