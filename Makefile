@@ -118,14 +118,17 @@ lint: $(STAMP)
 bench: $(STAMP)
 	PYTHONPATH=layers/matchstats:functions $(PY) -m bench $(BENCH_ARGS)
 
+# exec: the command replaces the shell, so that it is make's own child and ends with make
+# (devstack.processes.die_with_parent) when make is killed outright.
 .PHONY: demo
 demo: $(STAMP)
-	$(PY) -m devstack.demo
+	exec $(PY) -m devstack.demo
 
-# SEED=none starts with an empty database instead of the small season.
+# SEED=none starts with an empty database instead of the small season; DEV_ARGS passes
+# more options to devstack.dev (--log-dir DIR, as the tests do).
 .PHONY: dev
 dev: $(STAMP)
-	$(PY) -m devstack.dev --seed "$(or $(SEED),season)"
+	exec $(PY) -m devstack.dev --seed "$(or $(SEED),season)" $(DEV_ARGS)
 
 .PHONY: clean
 clean:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 import time
 import urllib.request
@@ -21,6 +22,7 @@ from typing import TextIO
 
 import psycopg
 
+from devstack.processes import die_with_parent
 from devstack.stack import DevStack, StackOptions
 from devstack.template import TEMPLATE_PATH
 from matchstats.producer import enqueue_points_calculation, enqueue_points_calculations
@@ -281,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--competitors", type=int, default=20)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    # `make demo` killed outright: SIGINT unwinds the stack as Ctrl-C does, stopping
+    # what it started.
+    die_with_parent(signal.SIGINT)
     report = run_demo(
         competitions=args.competitions,
         competitors=args.competitors,

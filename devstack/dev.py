@@ -25,6 +25,7 @@ import psycopg
 from devstack import devenv
 from devstack.demo import LOG_DIR
 from devstack.functions import Invocation
+from devstack.processes import die_with_parent
 from devstack.stack import DevStack, StackOptions
 from matchstats.producer import enqueue_points_calculations
 from ops.console.server import ConsoleServer
@@ -43,7 +44,9 @@ _LABELS = {
     "RefreshRequestsDeadLettered": "dead-lettered",
     "ScheduledRefreshRequested": "refresh requested",
     "RefreshApiAccepted": "refresh requested",
-    "RefreshApiUnauthorized": "refused (no secret)",
+    # One count for a missing, malformed and wrong bearer token alike (the API answers
+    # all three 401, SPEC section 7, and its log line says which).
+    "RefreshApiUnauthorized": "refused: missing or wrong bearer secret",
 }
 
 
@@ -102,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--log-dir", type=Path, default=LOG_DIR, help=f"the functions' logs (default {LOG_DIR})"
     )
     args = parser.parse_args(argv)
+    # Stop cleanly (SIGTERM, below) when whatever started us dies, even by SIGKILL: `make
+    # dev` killed with -9 must not leave this process and its servers running.
+    die_with_parent(signal.SIGTERM)
     try:
         return _serve(args.seed, args.log_dir, sys.stdout)
     except KeyboardInterrupt:

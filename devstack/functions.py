@@ -15,6 +15,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from devstack.lambda_context import LOCAL_ACCOUNT_ID, LambdaContext
+from devstack.processes import set_parent_death_signal
 from devstack.template import TEMPLATE_PATH, load_template, resources_of_type
 
 ROOT = TEMPLATE_PATH.parent
@@ -303,14 +305,39 @@ def _import(module: str) -> None:
 
 
 def _start_environment(env: dict[str, str], paths: list[str], log_path: str) -> None:
+    _end_with_the_fork_server()
     os.environ.clear()
     os.environ.update(env)
     sys.path[:0] = paths
     if log_path:
-        # The function's own output (Powertools' JSON logs, EMF metrics), as CloudWatch
-        # would keep it, away from the terminal.
-        stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
-        sys.stdout = sys.stderr = stream
+        _write_output_to(log_path)
+
+
+def _end_with_the_fork_server() -> None:
+    """This environment is killed when the fork server it was forked from ends, which
+    the fork server does as soon as the process that started it is gone (its `alive`
+    pipe closes): a stack killed with SIGKILL leaves no environment behind. Without
+    this an environment would wait on its call queue forever, since it holds that
+    queue's write end itself."""
+    set_parent_death_signal(signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():
+        os._exit(1)  # the stack died before the signal was armed
+
+
+def _write_output_to(log_path: str) -> None:
+    """The function's own output (Powertools' JSON logs, EMF metrics), as CloudWatch
+    would keep it, away from the terminal: file descriptors 1 and 2 themselves, not only
+    sys.stdout and sys.stderr. A stream opened before this runs still writes to them:
+    multiprocessing imports the parent's __main__ module (devstack.dev, which imports the
+    layer) into each new process before the initializer, so Powertools' Logger may
+    already hold the fork server's stdout, the terminal."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    # Line-buffered, so that each line is in the file as soon as it is written.
+    sys.stdout = sys.stderr = os.fdopen(1, "w", buffering=1, closefd=False)
 
 
 def _invoke(

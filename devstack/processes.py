@@ -28,19 +28,35 @@ def unprivileged_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
 
 
+def set_parent_death_signal(signum: signal.Signals) -> bool:
+    """prctl(PR_SET_PDEATHSIG): this process gets `signum` when its parent dies, so a run
+    killed outright (kill -9, no atexit) leaves nothing of ours behind. Strictly, when the
+    parent's *thread* that forked us ends: start long-lived children from a thread that
+    lives as long as the process. Linux only (prctl(2)); elsewhere it does nothing and
+    returns False, and the PID-based clean stop is the only net."""
+    if sys.platform != "linux":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(_PR_SET_PDEATHSIG, signum) == 0)
+
+
 def stop_with_parent(signum: signal.Signals) -> Callable[[], None]:
-    """A preexec_fn: the child gets `signum` when the process that started it dies, so a
-    run killed outright (no atexit) leaves no server behind. Linux only; elsewhere the
-    atexit hooks are the only net. It runs after the switch to the unprivileged user,
-    which would otherwise clear the setting."""
+    """A preexec_fn arming set_parent_death_signal(signum) in the child. It runs after the
+    switch to the unprivileged user, which would otherwise clear the setting."""
 
     def arm() -> None:
-        if sys.platform != "linux":
-            return
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signum)
+        set_parent_death_signal(signum)
 
     return arm
+
+
+def die_with_parent(signum: signal.Signals) -> None:
+    """Arms set_parent_death_signal(signum) for this process, and sends `signum` to itself
+    at once if the parent died while it was being armed (we were handed to init or a
+    subreaper in between)."""
+    parent_pid = os.getppid()
+    if set_parent_death_signal(signum) and os.getppid() != parent_pid:
+        os.kill(os.getpid(), signum)
 
 
 def spawn(

@@ -4,12 +4,16 @@ while the stack runs (and not once it is gone), a line per invocation, fresh log
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +201,57 @@ def test_each_invocation_is_one_line_and_the_logs_start_afresh(dev: DevProcess) 
     log = (dev.log_dir / "CalculatePointsFunction.log").read_text()
     assert "a line from an earlier run" not in log
     assert '"service":"matchstats"' in log
+    # ...the functions' JSON log lines are in their file, and none reached the terminal
+    assert log_lines(log), log[:2000]
+    assert log_lines(dev.text()) == []
+
+
+def log_lines(text: str) -> list[str]:
+    """The lines of `text` that are Powertools log records: JSON objects with a level."""
+    found = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "level" in record:
+            found.append(line)
+    return found
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Basic dXNlcjpwYXNz", "Bearer", "Bearer not-the-secret"],
+    ids=["missing", "another-scheme", "empty-bearer", "wrong-secret"],
+)
+def test_a_refused_api_call_is_summed_up_as_what_it_is(
+    dev: DevProcess, authorization: str | None
+) -> None:
+    # Given the API URL make dev printed
+    api = dev.wait_for(r"curl -i -X POST (http://\S+/cron/update-stats)").group(1)
+    before = len(re.findall(REFUSED_LINE, dev.text(), re.M))
+
+    # When a caller posts without the secret, with another scheme, or with a wrong one
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(api, data=b'{"scope": "all"}', headers=headers)  # noqa: S310
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)  # noqa: S310 - the local stack's URL
+
+    # Then the API answers 401, and the line for it says a bearer secret was missing or wrong
+    assert refused.value.code == 401
+    deadline = time.monotonic() + 30
+    while len(re.findall(REFUSED_LINE, dev.text(), re.M)) == before:
+        assert time.monotonic() < deadline, dev.text()[-3000:]
+        time.sleep(0.2)
+    assert "(no secret)" not in dev.text()
+
+
+REFUSED_LINE = (
+    r"RefreshApiFunction +1 record +1 refused: missing or wrong bearer secret, HTTP 401"
+    r"  \(\d+ ms\)$"
+)
 
 
 def test_once_the_stack_stops_the_tools_no_longer_use_its_settings(dev: DevProcess) -> None:
@@ -215,3 +270,93 @@ def test_once_the_stack_stops_the_tools_no_longer_use_its_settings(dev: DevProce
     assert status.returncode == 1
     assert "start `make dev`" in status.stderr
     assert "cannot reach" not in status.stderr
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below `pid` now, from /proc (Linux)."""
+    children: dict[int, set[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, set()).add(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), set()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (a zombie has ended: it waits only to be reaped)."""
+    running = set()
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            running.add(pid)
+    return running
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="PR_SET_PDEATHSIG is Linux's: elsewhere only a clean stop ends the children",
+)
+def test_make_dev_killed_outright_leaves_no_process_behind(tmp_path: Path) -> None:
+    # Given `make dev` running: its Python, PostgreSQL, the fork server, the functions'
+    # execution environments (moto's SQS and the console are threads of the Python)
+    output = tmp_path / "out.txt"
+    with output.open("w") as out:
+        make = subprocess.Popen(  # noqa: S603 - our own Makefile
+            [  # noqa: S607
+                "make",
+                "--no-print-directory",
+                "dev",
+                "SEED=none",
+                f"DEV_ARGS=--log-dir {tmp_path / 'logs'}",
+            ],
+            cwd=ROOT,
+            env=clean_environment(**{devenv.ENV_FILE_VARIABLE: str(tmp_path / "dev.env")}),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    running = DevProcess(make, tmp_path / "dev.env", tmp_path / "logs", output)
+    started: set[int] = set()
+    try:
+        running.wait_for("^Invocations as they happen:", START_TIMEOUT_S)
+        started = descendants(make.pid)
+        commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text() for pid in alive(started))
+        assert "devstack.dev" in commands
+        assert "postgres" in commands
+        assert "forkserver" in commands
+
+        # When make is killed with SIGKILL (no handler, no atexit runs)
+        make.kill()
+        make.wait(timeout=10)
+
+        # Then every process it had started ends within seconds
+        deadline = time.monotonic() + 30
+        while alive(started):
+            assert time.monotonic() < deadline, (
+                f"still running 30 s after kill -9: {sorted(alive(started))}\n{running.text()}"
+            )
+            time.sleep(0.2)
+    finally:
+        # Only the processes this test started, by their ids.
+        for pid in alive(started):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if make.poll() is None:
+            make.kill()
+            make.wait(timeout=10)
