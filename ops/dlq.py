@@ -45,6 +45,8 @@ OWN_ATTRIBUTE_PREFIX = "matchstats."
 # command dies before it could make the message visible again or delete it.
 SHOW_HOLD_S = 30
 REDRIVE_HOLD_S = 60
+# The most receives one peek() makes.
+PEEK_RECEIVES = 20
 _MOVE_TASK_POLL_S = 1.0
 _FINISHED_TASK_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
@@ -129,6 +131,27 @@ def show(queues: OpsQueues, dead_letter_url: str, *, limit: int) -> ShowResult:
     finally:
         queues.release(dead_letter_url, received)
     return ShowResult(messages=list(seen.values()), approximate_total=total)
+
+
+def peek(queues: OpsQueues, dead_letter_url: str, *, limit: int) -> ShowResult:
+    """Reads up to `limit` messages without hiding any (VisibilityTimeout 0), for a
+    listing that may run while a redrive or another reader works on the queue: a held
+    message would be invisible to them. Without a hold SQS may answer with messages
+    already seen, so the receives stop at the approximate visible count, at a receive
+    that brings nothing new, or after PEEK_RECEIVES: of a queue longer than one receive
+    (10) the result may hold only some, and `approximate_total` says how many there are."""
+    total = queues.depth(dead_letter_url).visible
+    seen: dict[str, DeadLetter] = {}
+    for _ in range(PEEK_RECEIVES):
+        if len(seen) >= min(total, limit):
+            break
+        batch = queues.receive(dead_letter_url, limit - len(seen), visibility_timeout_s=0, wait_s=1)
+        new = [message for message in batch if message.message_id not in seen]
+        if not new:
+            break
+        for message in new:
+            seen[message.message_id] = _dead_letter(message)
+    return ShowResult(messages=list(seen.values())[:limit], approximate_total=total)
 
 
 class RedriveMethod(StrEnum):

@@ -13,6 +13,16 @@ Security, since the page can discard messages and shows their bodies:
   a confirmation panel, and only those;
 - nothing rendered holds a credential: the database URL, the cron secret and the queue
   URLs stay in the Context.
+
+Message bodies, reasons, error kinds and source message ids are whatever was sent to a
+queue, so the page treats them as hostile:
+- every template is autoescaped, and none marks message-derived data safe;
+- URLs are built with url_for, and an id or kind becomes part of one only when it has
+  the shape ours have (ops.ids); the routes check the same;
+- htmx swaps only HTML fragments rendered here: the JSON endpoints refuse htmx requests,
+  and htmx runs with eval and swapped scripts off;
+- a Content-Security-Policy allows scripts from the console's own files only, so even a
+  tag that slipped through could run nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from matchstats.errors import MatchstatsError
 from matchstats.messages import RefreshScope
 from ops import dlq
 from ops.console.data import ConsoleData, to_json
+from ops.ids import is_error_kind, is_message_id
 from ops.render import duration
 from ops.settings import DEAD_LETTER_PAIRS
 
@@ -36,7 +47,13 @@ HERE = Path(__file__).resolve().parent
 TOKEN_PARAMETER = "token"  # noqa: S105 - the query parameter's name
 SINCE_CHOICES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(days=1)}
 ACTIONS = ("discard", "redrive")
-POLL = {"overview": "2s", "standings": "3s", "jobs": "3s", "dead_letters": "5s"}
+# How often each panel reloads itself. The dead-letter messages are not polled: they are
+# listed on demand and after each action (see ConsoleData.dead_letters).
+POLL = {"overview": "2s", "standings": "3s", "jobs": "3s"}
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';"
+    " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 def create_app(data: ConsoleData, *, token: str, allowed_hosts: set[str]) -> Flask:
@@ -58,9 +75,12 @@ def create_app(data: ConsoleData, *, token: str, allowed_hosts: set[str]) -> Fla
         WTF_CSRF_TIME_LIMIT=None,
     )
     csrf = CSRFProtect(app)
+    # Every template, whatever its name (Flask's default escapes .html and a few others).
+    app.jinja_env.autoescape = True
     app.jinja_env.globals.update(
         csrf_token=generate_csrf, duration=duration, ago=_ago, poll=POLL, clock=_clock
     )
+    app.jinja_env.tests.update(message_id=is_message_id, error_kind=is_error_kind)
     _guard(app, csrf, token=token, allowed_hosts=allowed_hosts)
     _answer_errors_and_headers(app)
     _pages(app, data)
@@ -92,6 +112,9 @@ def _guard(app: Flask, csrf: CSRFProtect, *, token: str, allowed_hosts: set[str]
             if origin != f"http://{request.host}":
                 abort(403, "actions come from the console's own page only")
             csrf.protect()
+        if request.path.startswith("/api/") and "HX-Request" in request.headers:
+            # htmx would swap the JSON, message bodies and all, into the page as HTML.
+            abort(400, "the JSON endpoints are not for htmx: ask for a /fragments/ page")
         return None
 
 
@@ -109,6 +132,8 @@ def _answer_errors_and_headers(app: Flask) -> None:
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return response
 
 
@@ -125,6 +150,7 @@ def _pages(app: Flask, data: ConsoleData) -> None:
             jobs=data.jobs(**filters),
             filters=request.args,
             dead_letters=data.dead_letters(),
+            listed_at=data.now(),
             since_choices=SINCE_CHOICES,
         )
 
@@ -142,21 +168,21 @@ def _pages(app: Flask, data: ConsoleData) -> None:
 
     @app.get("/fragments/jobs/<key>")
     def job_fragment(key: str) -> str:
-        detail = data.job(key)
+        detail = data.job(_job_key(key))
         if detail is None:
             abort(404, f"no job run with id {key}")
         return render_template("job.html", job=detail)
 
     @app.get("/fragments/dead-letters")
     def dead_letters_fragment() -> str:
-        return render_template("dead_letters.html", dead_letters=data.dead_letters())
+        return render_template(
+            "dead_letters.html", dead_letters=data.dead_letters(), listed_at=data.now()
+        )
 
     @app.get("/fragments/confirm/<queue>/<action>")
     def confirm_fragment(queue: str, action: str) -> str:
         _check(queue, action)
-        selection = dlq.Selection(
-            kind=request.args.get("kind") or None, message_id=request.args.get("id") or None
-        )
+        selection = _selection()
         return render_template(
             "confirm.html",
             queue=queue,
@@ -179,6 +205,8 @@ def _actions(app: Flask, data: ConsoleData) -> None:
         ids = frozenset(request.form.getlist("ids"))
         if not ids:
             abort(400, "no message ids: nothing was confirmed")
+        if not all(is_message_id(message_id) for message_id in ids):
+            abort(400, "ids: not message ids")
         result = data.discard(queue, ids) if action == "discard" else data.redrive(queue, ids)
         return _answer(result.ok, result.message, refresh="dead-letters-changed")
 
@@ -209,7 +237,7 @@ def _json(app: Flask, data: ConsoleData) -> None:
 
     @app.get("/api/jobs/<key>")
     def job_json(key: str) -> Response:
-        detail = data.job(key)
+        detail = data.job(_job_key(key))
         if detail is None:
             abort(404, f"no job run with id {key}")
         return jsonify(to_json(detail))
@@ -222,6 +250,24 @@ def _json(app: Flask, data: ConsoleData) -> None:
 def _check(queue: str, action: str) -> None:
     if queue not in DEAD_LETTER_PAIRS or action not in ACTIONS:
         abort(404)
+
+
+def _selection() -> dlq.Selection:
+    """The confirmation's selection from ?kind= and ?id=; 400 for a malformed one."""
+    kind = request.args.get("kind") or None
+    message_id = request.args.get("id") or None
+    if kind is not None and not is_error_kind(kind):
+        abort(400, "kind: not an error kind")
+    if message_id is not None and not is_message_id(message_id):
+        abort(400, "id: not a message id")
+    return dlq.Selection(kind=kind, message_id=message_id)
+
+
+def _job_key(key: str) -> str:
+    """`key` when it is shaped like a job id (a message id); 404 otherwise, as no job has it."""
+    if not is_message_id(key):
+        abort(404, "no job has an id of that shape")
+    return key
 
 
 def _answer(ok: bool, message: str, *, refresh: str) -> Any:

@@ -108,6 +108,9 @@ class DeadLetterQueue:
     name: str  # its logical id
     groups: list[KindGroup]
     problem: str | None = None
+    # ApproximateNumberOfMessages when listed: more than `total` when the listing could
+    # not see them all (dlq.peek).
+    approximate_total: int = 0
 
     @property
     def total(self) -> int:
@@ -172,6 +175,9 @@ class ConsoleData:
         self._ctx = context
         self._lock = threading.Lock()
         self._now = now
+
+    def now(self) -> datetime:
+        return self._now()
 
     @contextmanager
     def _serialised(self) -> Iterator[Context]:
@@ -292,8 +298,9 @@ class ConsoleData:
                 pair = DEAD_LETTER_PAIRS[latest.job_type]
                 try:
                     url = ctx.settings.queue_url(pair.dead_letter)
-                    found = dlq.select(ctx.queues, url, dlq.Selection(message_id=latest.job_id))
-                    copies = [letter.message_id for letter in found]
+                    listed = dlq.peek(ctx.queues, url, limit=DEAD_LETTER_SCAN).messages
+                    chosen = dlq.Selection(message_id=latest.job_id)
+                    copies = [letter.message_id for letter in listed if chosen.matches(letter)]
                 except MatchstatsError:
                     copies = []
         return JobDetail(
@@ -310,34 +317,39 @@ class ConsoleData:
         )
 
     def dead_letters(self) -> list[DeadLetterQueue]:
+        """Each dead-letter queue's messages, grouped by error kind. Read with dlq.peek,
+        which hides no message: a redrive or another reader running meanwhile still gets
+        every one. The page asks for this on demand, never on a timer."""
         result = []
         for queue, pair in DEAD_LETTER_PAIRS.items():
             with self._serialised() as ctx:
                 try:
                     url = ctx.settings.queue_url(pair.dead_letter)
-                    letters = dlq.select(ctx.queues, url, dlq.Selection(), limit=DEAD_LETTER_SCAN)
+                    listed = dlq.peek(ctx.queues, url, limit=DEAD_LETTER_SCAN)
                 except MatchstatsError as exc:
                     result.append(DeadLetterQueue(queue, pair.dead_letter.value, [], str(exc)))
                     continue
             groups: dict[str, list[DeadLetterRow]] = {}
-            for letter in letters:
+            for letter in listed.messages:
                 groups.setdefault(letter.kind, []).append(_dead_letter_row(letter))
             result.append(
                 DeadLetterQueue(
                     queue,
                     pair.dead_letter.value,
                     [KindGroup(kind, rows) for kind, rows in sorted(groups.items())],
+                    approximate_total=listed.approximate_total,
                 )
             )
         return result
 
     def preview(self, queue: str, selection: dlq.Selection) -> list[DeadLetterRow]:
-        """The dead letters an action would take, for its confirmation."""
+        """The dead letters an action would take, for its confirmation (dlq.peek: none
+        is hidden while the operator decides)."""
         pair = DEAD_LETTER_PAIRS[queue]
         with self._serialised() as ctx:
             url = ctx.settings.queue_url(pair.dead_letter)
-            letters = dlq.select(ctx.queues, url, selection, limit=DEAD_LETTER_SCAN)
-        return [_dead_letter_row(letter) for letter in letters]
+            listed = dlq.peek(ctx.queues, url, limit=DEAD_LETTER_SCAN)
+        return [_dead_letter_row(letter) for letter in listed.messages if selection.matches(letter)]
 
     def discard(self, queue: str, message_ids: frozenset[str]) -> ActionResult:
         """Deletes exactly the confirmed dead letters."""
