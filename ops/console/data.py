@@ -61,12 +61,30 @@ class ViewRow:
     recent: list[Decision]
 
 
+def depths_signature(depths: dict[str, int | None]) -> str:
+    """`PointsDeadLetterQueue=2 RefreshDeadLetterQueue=0`; `?` for a depth not read. The
+    page lists the dead letters again when the overview's signature changes."""
+    return " ".join(
+        f"{name}={'?' if depth is None else depth}" for name, depth in sorted(depths.items())
+    )
+
+
+_DEAD_LETTER_QUEUES = frozenset(pair.dead_letter.value for pair in DEAD_LETTER_PAIRS.values())
+
+
 @dataclass(frozen=True)
 class Overview:
     queues: list[QueueRow]
     views: list[ViewRow]
     database_problem: str | None
     read_at: datetime
+
+    @property
+    def dead_letter_depths(self) -> str:
+        """The dead-letter queues' visible counts, as depths_signature spells them."""
+        return depths_signature(
+            {q.queue: q.visible for q in self.queues if q.queue in _DEAD_LETTER_QUEUES}
+        )
 
 
 @dataclass(frozen=True)

@@ -154,8 +154,27 @@ def test_the_console_shows_the_pipeline_and_discards_a_poison_message(
         until.text_to_be_present_in_element((By.ID, "confirm"), "discarded 1 of 1 message(s)")
     )
     wait.until(until.invisibility_of_element_located((By.CSS_SELECTOR, poison)))
-    # (counted visible or in flight: the console itself reads the queue every few seconds)
+    # (counted visible or in flight, as any reader might hold it)
     assert queue_counts(stack.sqs, stack.queue_urls["PointsDeadLetterQueue"]).total == 1
     wait.until(until.text_to_be_present_in_element((By.CSS_SELECTOR, depth), "1"))
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "console.png"))
+
+    # When another poison message arrives, with the page left alone (no click)
+    enqueue_points_calculations(
+        [POISON + 1], queue_url=stack.queue_urls["PointsQueue"], sqs_client=stack.sqs
+    )
+
+    # Then the page lists the dead letters again by itself (their count changed), and
+    # the browser ran everything under the console's Content-Security-Policy
+    wait.until(
+        until.text_to_be_present_in_element(
+            (By.CSS_SELECTOR, "[data-dlq=points]"), f"match {POISON + 1} does not exist"
+        )
+    )
+    refused = [
+        entry["message"]
+        for entry in browser.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
+    assert refused == []
