@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,3 +64,24 @@ def drop_production_like_database(server_url: str, database: ProductionLikeDatab
     drop_database(server_url, database.name)
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(database.role)))
+
+
+def apply_to(database: ProductionLikeDatabase, statements: Sequence[str]) -> None:
+    """Runs each statement as the owner, with {db} and {role} naming the database and the
+    bundle's role (e.g. "ALTER ROLE {role} IN DATABASE {db} SET datestyle = 'German'")."""
+    with psycopg.connect(database.owner_url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement.format(db=database.name, role=database.role).encode())
+
+
+@contextmanager
+def production_like_database(
+    server_url: str, label: str, *, encoding: str | None = None, statements: Sequence[str] = ()
+) -> Iterator[ProductionLikeDatabase]:
+    """create_production_like_database, then `statements` (apply_to); dropped on exit."""
+    database = create_production_like_database(server_url, label, encoding=encoding)
+    try:
+        apply_to(database, statements)
+        yield database
+    finally:
+        drop_production_like_database(server_url, database)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -30,11 +30,7 @@ from testkit.oracle import (
 )
 from testkit.seed import complete_matches, correct_score, create_season
 from tests.integration.real_functions import functions_for
-from tests.roles import (
-    ProductionLikeDatabase,
-    create_production_like_database,
-    drop_production_like_database,
-)
+from tests.roles import ProductionLikeDatabase, production_like_database
 
 ROLE = "ALTER ROLE {role} IN DATABASE {db} SET "
 DECOY_SCHEMA = [
@@ -81,14 +77,12 @@ def database(
     request: pytest.FixtureRequest, postgres_server_url: str
 ) -> Iterator[ProductionLikeDatabase]:
     """A production-like database with one kind of default set the other way."""
-    database = create_production_like_database(postgres_server_url, "defaults")
-    with psycopg.connect(database.owner_url, autocommit=True) as conn:
-        if "transaction_timeout" in request.param and conn.info.server_version < 170000:
-            pytest.skip("transaction_timeout exists from PostgreSQL 17")
-        for statement in DEFAULTS[request.param]:
-            conn.execute(statement.format(db=database.name, role=database.role).encode())
-    yield database
-    drop_production_like_database(postgres_server_url, database)
+    if "transaction_timeout" in request.param:
+        _skip_before_postgres_17(postgres_server_url)
+    with production_like_database(
+        postgres_server_url, "defaults", statements=DEFAULTS[request.param]
+    ) as database:
+        yield database
 
 
 def test_a_season_computes_and_refreshes_whatever_the_defaults(
@@ -131,82 +125,81 @@ def test_a_batch_reads_the_row_committed_while_it_waited_for_its_lock(
     """The points transaction relies on READ COMMITTED: each statement sees what committed
     before it started, so after waiting for a match's lock it reads the match's latest row.
     Under a serializable or repeatable-read default the snapshot would predate the wait."""
-    database = create_production_like_database(postgres_server_url, "isolation")
-    try:
-        with psycopg.connect(database.owner_url, autocommit=True) as owner:
-            owner.execute(
-                f"ALTER ROLE {database.role} IN DATABASE {database.name}"
-                f" SET default_transaction_isolation = '{isolation}'"
-            )
-            # Given a completed match whose points lock another transaction holds
-            season = create_season(owner, competitions=1, competitors_per_competition=2)
-            match_id = season.match_ids[0]
-            complete_matches(owner, [match_id], random.Random(1))
-            functions = functions_for(database.role_url)
-            with psycopg.connect(database.owner_url) as blocker:
-                blocker.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended('matchstats.points:' || %s, 0))",
-                    (match_id,),
-                )
-                # When a batch for it starts and waits for that lock
-                responses: list[dict[str, Any]] = []
-                batch = threading.Thread(
-                    target=lambda: responses.append(functions.run_points(match_id))
-                )
-                batch.start()
-                _wait_for_lock_waiter(owner)
-                # ...and the application corrects the score meanwhile, then the lock goes
-                correct_score(owner, match_id, 7, 1)
-                blocker.rollback()
-            batch.join(30)
+    with (
+        production_like_database(
+            postgres_server_url,
+            "isolation",
+            statements=[ROLE + f"default_transaction_isolation = '{isolation}'"],
+        ) as database,
+        psycopg.connect(database.owner_url, autocommit=True) as owner,
+    ):
+        # Given a completed match whose points lock another transaction holds, when a
+        # batch for it waits for that lock and the application corrects the score meanwhile
+        responses = _batch_waiting_for_the_match_lock(
+            database, owner, seed=1, meanwhile=lambda match_id: correct_score(owner, match_id, 7, 1)
+        )
 
-            # Then the batch computed the corrected score, the row current when it read
-            assert responses == [{"batchItemFailures": []}]
-            assert actual_match_points(owner) == expected_match_points(owner)
-            assert {row[5] for row in actual_match_points(owner)} == {7, 1}
-    finally:
-        drop_production_like_database(postgres_server_url, database)
+        # Then the batch computed the corrected score, the row current when it read
+        assert responses == [{"batchItemFailures": []}]
+        assert actual_match_points(owner) == expected_match_points(owner)
+        assert {row[5] for row in actual_match_points(owner)} == {7, 1}
 
 
 def test_a_batch_outlives_the_roles_transaction_timeout(postgres_server_url: str) -> None:
     """A role's transaction_timeout ends the whole session with a FATAL (PostgreSQL 17+);
     the bundle bounds each statement and idle moment itself and turns it off."""
-    database = create_production_like_database(postgres_server_url, "txtimeout")
-    try:
-        with psycopg.connect(database.owner_url, autocommit=True) as owner:
-            if owner.info.server_version < 170000:
-                pytest.skip("transaction_timeout exists from PostgreSQL 17")
-            owner.execute(
-                f"ALTER ROLE {database.role} IN DATABASE {database.name}"
-                f" SET transaction_timeout = {TX_LOW}"
-            )
-            # Given a completed match whose points lock another transaction holds
-            season = create_season(owner, competitions=1, competitors_per_competition=2)
-            match_id = season.match_ids[0]
-            complete_matches(owner, [match_id], random.Random(2))
-            functions = functions_for(database.role_url)
-            with psycopg.connect(database.owner_url) as blocker:
-                blocker.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended('matchstats.points:' || %s, 0))",
-                    (match_id,),
-                )
-                # When a batch for it waits for that lock for longer than the role's timeout
-                responses: list[dict[str, Any]] = []
-                batch = threading.Thread(
-                    target=lambda: responses.append(functions.run_points(match_id))
-                )
-                batch.start()
-                _wait_for_lock_waiter(owner)
-                time.sleep(0.6)
-                blocker.rollback()
-            batch.join(30)
+    _skip_before_postgres_17(postgres_server_url)
+    with (
+        production_like_database(
+            postgres_server_url, "txtimeout", statements=[ROLE + f"transaction_timeout = {TX_LOW}"]
+        ) as database,
+        psycopg.connect(database.owner_url, autocommit=True) as owner,
+    ):
+        # Given a completed match whose points lock another transaction holds, when a
+        # batch for it waits for that lock for longer than the role's timeout
+        responses = _batch_waiting_for_the_match_lock(
+            database, owner, seed=2, meanwhile=lambda _: time.sleep(0.6)
+        )
 
-            # Then its transaction lived on and committed the match's points
-            assert responses == [{"batchItemFailures": []}]
-            assert actual_match_points(owner) == expected_match_points(owner)
-            assert len(actual_match_points(owner)) == 2
-    finally:
-        drop_production_like_database(postgres_server_url, database)
+        # Then its transaction lived on and committed the match's points
+        assert responses == [{"batchItemFailures": []}]
+        assert actual_match_points(owner) == expected_match_points(owner)
+        assert len(actual_match_points(owner)) == 2
+
+
+def _batch_waiting_for_the_match_lock(
+    database: ProductionLikeDatabase,
+    owner: psycopg.Connection,
+    *,
+    seed: int,
+    meanwhile: Callable[[int], object],
+) -> list[dict[str, Any]]:
+    """Completes one match, holds its points lock in another transaction, starts a points
+    batch for it, and once the batch waits for the lock runs `meanwhile(match_id)` and
+    lets the lock go. Returns the batch's response (a list of one, once it finished)."""
+    season = create_season(owner, competitions=1, competitors_per_competition=2)
+    match_id = season.match_ids[0]
+    complete_matches(owner, [match_id], random.Random(seed))
+    functions = functions_for(database.role_url)
+    responses: list[dict[str, Any]] = []
+    with psycopg.connect(database.owner_url) as blocker:
+        blocker.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('matchstats.points:' || %s, 0))",
+            (match_id,),
+        )
+        batch = threading.Thread(target=lambda: responses.append(functions.run_points(match_id)))
+        batch.start()
+        _wait_for_lock_waiter(owner)
+        meanwhile(match_id)
+        blocker.rollback()
+    batch.join(30)
+    return responses
+
+
+def _skip_before_postgres_17(server_url: str) -> None:
+    with psycopg.connect(server_url) as conn:
+        if conn.info.server_version < 170000:
+            pytest.skip("transaction_timeout exists from PostgreSQL 17")
 
 
 def _wait_for_lock_waiter(conn: psycopg.Connection, timeout_s: float = 10) -> None:

@@ -21,11 +21,7 @@ import pytest
 from testkit.oracle import actual_match_points, expected_match_points
 from testkit.seed import complete_matches, create_season
 from tests.integration.real_functions import POINTS_DEAD_LETTER_QUEUE, functions_for
-from tests.roles import (
-    ProductionLikeDatabase,
-    create_production_like_database,
-    drop_production_like_database,
-)
+from tests.roles import ProductionLikeDatabase, production_like_database
 
 ROLE = "ALTER ROLE {role} IN DATABASE {db} SET "
 # (the database's encoding, statements setting a client_encoding other than UTF8)
@@ -54,12 +50,10 @@ def database(
     request: pytest.FixtureRequest, postgres_server_url: str
 ) -> Iterator[ProductionLikeDatabase]:
     encoding, statements = LAYOUTS[request.param]
-    database = create_production_like_database(postgres_server_url, "enc", encoding=encoding)
-    with psycopg.connect(database.owner_url, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement.format(db=database.name, role=database.role).encode())
-    yield database
-    drop_production_like_database(postgres_server_url, database)
+    with production_like_database(
+        postgres_server_url, "enc", encoding=encoding, statements=statements
+    ) as database:
+        yield database
 
 
 def test_valid_messages_commit_and_poison_ones_are_dead_lettered_whatever_the_encoding(

@@ -6,7 +6,11 @@ The only code that calls EventBridge.
 A publish that fails is retried (botocore's standard retries for throttling and server
 errors, then the entries EventBridge reports failed, a few times more) and then given up
 with a log line: the refresh it tells of has committed, and a missed event only leaves a
-cache to its own expiry. It never fails the refresh.
+cache to its own expiry. It never fails the refresh, and never outlasts its time budget:
+botocore's default timeouts (60 s to connect, 60 s to read, per attempt) would let an
+unreachable endpoint, such as a VPC with no route to EventBridge, hold the invocation
+past the Lambda timeout, so every attempt here is bounded (EVENTS_CLIENT_CONFIG) and no
+attempt starts that could end after the budget.
 """
 
 from __future__ import annotations
@@ -36,6 +40,21 @@ COMPETITIONS_PER_EVENT = 1_000
 _ENTRIES_PER_CALL = 10
 _ATTEMPTS = 3
 _RETRY_PAUSE_S = 0.2
+# Per request: a reachable EventBridge endpoint answers in well under a second.
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 3.0
+# botocore's attempts per put_events call, the first included (standard mode retries
+# throttling, 5xx and timeouts).
+_CLIENT_ATTEMPTS = 2
+# The longest one put_events call can take: every botocore attempt timing out.
+_CALL_WORST_S = _CLIENT_ATTEMPTS * (CONNECT_TIMEOUT_S + READ_TIMEOUT_S)
+# How long publish may take when the caller gives no budget.
+DEFAULT_BUDGET_S = 15.0
+EVENTS_CLIENT_CONFIG = Config(
+    connect_timeout=CONNECT_TIMEOUT_S,
+    read_timeout=READ_TIMEOUT_S,
+    retries={"total_max_attempts": _CLIENT_ATTEMPTS, "mode": "standard"},
+)
 
 
 class StandingsRefreshed(BaseModel):
@@ -52,9 +71,9 @@ class StandingsRefreshed(BaseModel):
 def default_events_client() -> EventBridgeClient:
     import boto3
 
-    # Retries with backoff on throttling and server errors (botocore "standard" mode).
-    config = Config(retries={"max_attempts": 5, "mode": "standard"})
-    client: EventBridgeClient = boto3.session.Session().client("events", config=config)
+    client: EventBridgeClient = boto3.session.Session().client(
+        "events", config=EVENTS_CLIENT_CONFIG
+    )
     return client
 
 
@@ -66,34 +85,43 @@ class StandingsEvents:
         client: EventBridgeClient | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._sleep = sleep
+        self._clock = clock
 
-    def publish(self, refreshed: StandingsRefreshed) -> bool:
+    def publish(self, refreshed: StandingsRefreshed, *, budget_s: float = DEFAULT_BUDGET_S) -> bool:
         """Puts the event (several, when it names more than COMPETITIONS_PER_EVENT
-        competitions). Returns whether every entry was accepted; never raises."""
-        entries = [_entry(part) for part in _parts(refreshed)]
-        pending = entries
+        competitions) within `budget_s` seconds: no put_events call starts that could
+        end later (each takes at most 2 x (2 s connect + 3 s read)). Returns whether
+        every entry was accepted; never raises."""
+        deadline = self._clock() + budget_s
+        pending = [_entry(part) for part in _parts(refreshed)]
         for attempt in range(1, _ATTEMPTS + 1):
-            pending = self._put(pending)
+            pending = self._put(pending, deadline)
             if not pending:
                 return True
-            if attempt < _ATTEMPTS:
-                self._sleep(_RETRY_PAUSE_S * attempt)
+            pause = _RETRY_PAUSE_S * attempt
+            if attempt == _ATTEMPTS or self._clock() + pause + _CALL_WORST_S > deadline:
+                break
+            self._sleep(pause)
         logger.error(
             "StandingsRefreshed not published; app caches wait for their own expiry",
             extra={"entries": len(pending), "views": refreshed.views},
         )
         return False
 
-    def _put(self, entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The entries not accepted."""
+    def _put(self, entries: Sequence[dict[str, Any]], deadline: float) -> list[dict[str, Any]]:
+        """The entries not accepted (the ones not tried for lack of time among them)."""
         if self._client is None:
             self._client = default_events_client()
         failed: list[dict[str, Any]] = []
         for start in range(0, len(entries), _ENTRIES_PER_CALL):
             chunk = list(entries[start : start + _ENTRIES_PER_CALL])
+            if self._clock() + _CALL_WORST_S > deadline:
+                failed.extend(chunk)
+                continue
             try:
                 response = self._client.put_events(Entries=chunk)  # type: ignore[arg-type,unused-ignore]
             except (BotoCoreError, ClientError) as exc:

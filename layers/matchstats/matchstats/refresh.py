@@ -118,7 +118,7 @@ def refresh_views(
         requests = _parse(messages)
         failed_views = _refresh_each_view(requests, deps, remaining_ms, result)
         _settle(messages, requests, failed_views, deps, remaining_ms, result, started_at)
-        _tell_the_app(result, deps)
+        _tell_the_app(result, deps, remaining_ms)
     except Exception as exc:
         retry_unfinished(
             result,
@@ -131,18 +131,26 @@ def refresh_views(
     return result
 
 
-def _tell_the_app(result: RefreshBatchResult, deps: RefreshDependencies) -> None:
+def _tell_the_app(
+    result: RefreshBatchResult, deps: RefreshDependencies, remaining_ms: Callable[[], int]
+) -> None:
     """One StandingsRefreshed event for the views this batch changed (SPEC section 6b),
-    after their commits; a publish that fails is logged and does not fail the batch."""
-    changed = [view.done for view in result.views if view.done is not None and view.done.changed]
+    after their commits and within the invocation's remaining time less RESERVE_MS; a
+    publish that fails is logged and does not fail the batch."""
+    changed = [
+        (view.view_name, view.done)
+        for view in result.views
+        if view.done is not None and view.done.changed
+    ]
     if not changed or deps.events is None:
         return
     result.event_published = deps.events.publish(
         StandingsRefreshed(
-            views=[view.view_name for view in result.views if view.done in changed],
-            competition_ids=sorted({c for done in changed for c in done.competition_ids}),
-            finished_at=max(done.finished_at for done in changed),
-        )
+            views=[view_name for view_name, _ in changed],
+            competition_ids=sorted({c for _, done in changed for c in done.competition_ids}),
+            finished_at=max(done.finished_at for _, done in changed),
+        ),
+        budget_s=max(0, remaining_ms() - RESERVE_MS) / 1000,
     )
 
 

@@ -16,17 +16,21 @@ from matchstats.stores import Decision
 
 
 def _consume_sql(view_name: str) -> bytes:
-    """What empties the view's change log before a materialized-view refresh."""
-    if view_name == "competition_standings":
-        return load_sql("consume_changed_standings")
-    return load_sql("consume_changed_competitors")
+    """What empties the view's change log (migration 0008) before a materialized-view
+    refresh. (Each file is named literally: test_layer_contents checks every SQL file of
+    the layer is loaded.)"""
+    return {
+        "competition_standings": load_sql("consume_changed_standings"),
+        "competitor_stats": load_sql("consume_changed_competitors"),
+    }[view_name]
 
 
 def _incremental_sql(view_name: str) -> bytes:
     """The one statement that maintains the view in incremental mode."""
-    if view_name == "competition_standings":
-        return load_sql("incremental_competition_standings")
-    return load_sql("incremental_competitor_stats")
+    return {
+        "competition_standings": load_sql("incremental_competition_standings"),
+        "competitor_stats": load_sql("incremental_competitor_stats"),
+    }[view_name]
 
 
 class RefreshStore:

@@ -1,0 +1,145 @@
+"""StandingsRefreshed publishing never holds an invocation past its time: an EventBridge
+endpoint that accepts connections and never answers (a VPC with no route to EventBridge
+looks like this, or like a connect that never completes) costs at most the budget the
+refresh logic hands the publisher, and the refresh batch still completes."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from matchstats.events import EVENTS_CLIENT_CONFIG, StandingsEvents, StandingsRefreshed
+from matchstats.messages import REFRESHABLE_VIEWS
+from matchstats.models import ViewRefreshDone
+from matchstats.outcomes import Disposition
+from matchstats.refresh import RESERVE_MS, RefreshDependencies, refresh_views
+from tests.fakes import InMemoryRefreshStore
+from tests.unit.test_refresh_logic import SETTINGS, T0, World, messages, request, view_state
+
+REFRESHED = StandingsRefreshed(views=["competition_standings"], competition_ids=[7], finished_at=T0)
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """An HTTP endpoint on 127.0.0.1 whose listen backlog completes TCP handshakes and
+    which never accepts or answers: every request waits for its read timeout."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def events_client(endpoint_url: str) -> Any:
+    return boto3.session.Session().client(
+        "events",
+        endpoint_url=endpoint_url,
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=EVENTS_CLIENT_CONFIG,
+    )
+
+
+def test_a_refresh_whose_event_cannot_be_delivered_completes_within_the_invocation(
+    silent_endpoint: str,
+) -> None:
+    # Given a refresh that changes competition 7's standings, 21 s of invocation left
+    # and an EventBridge endpoint that never answers
+    world = World(
+        store=InMemoryRefreshStore({v: view_state(v) for v in REFRESHABLE_VIEWS}, duration_ms=40)
+    )
+    changed = ViewRefreshDone(
+        finished_at=T0 + timedelta(seconds=11), duration_ms=40, changed=True, competition_ids=[7]
+    )
+    client = events_client(silent_endpoint)
+    sends: list[str] = []
+    client.meta.events.register("before-send.events.PutEvents", lambda **_: sends.append("send"))
+    world.store.refresh_view = _refreshing(world.store.refresh_view, changed)  # type: ignore[method-assign]
+    deps = RefreshDependencies(
+        settings=SETTINGS,
+        store=world.store,
+        jobs=world.jobs,
+        queues=world.queues,
+        events=StandingsEvents(client),
+    )
+    left_ms = RESERVE_MS + 16_000
+    deadline = time.monotonic() + left_ms / 1000
+
+    # When the batch runs
+    result = refresh_views(
+        messages(request()), deps, remaining_ms=lambda: int((deadline - time.monotonic()) * 1000)
+    )
+
+    # Then one put_events call is tried (16 s fit one call of at most 10 s, not two), the
+    # event is given up, the request still completes, and the reserve is untouched
+    assert result.event_published is False
+    assert len(sends) == 2  # botocore's two attempts of the one call, each timing out
+    assert {r.disposition for r in result.records.values()} == {Disposition.COMPLETED}
+    assert deadline - time.monotonic() > RESERVE_MS / 1000
+
+
+def test_no_put_events_call_starts_that_could_end_after_the_budget() -> None:
+    # Given a client whose every call fails after taking 4 s (on a fake clock)
+    clock = FakeClock()
+    client = SlowFailingClient(clock, seconds=4.0)
+    events = StandingsEvents(client, sleep=clock.sleep, clock=clock)
+
+    # When publishing with 15 s of budget (one call may take up to 2 x (2 s + 3 s) = 10 s)
+    published = events.publish(REFRESHED, budget_s=15.0)
+
+    # Then it tries while a whole call still fits and stops before the budget is spent
+    assert published is False
+    assert client.calls == 2
+    assert clock.now <= 15.0
+
+
+def test_too_small_a_budget_tries_nothing_and_says_so() -> None:
+    clock = FakeClock()
+    client = SlowFailingClient(clock, seconds=4.0)
+    assert (
+        StandingsEvents(client, sleep=clock.sleep, clock=clock).publish(REFRESHED, budget_s=3.0)
+        is False
+    )
+    assert client.calls == 0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class SlowFailingClient:
+    def __init__(self, clock: FakeClock, *, seconds: float) -> None:
+        self.clock = clock
+        self.seconds = seconds
+        self.calls = 0
+
+    def put_events(self, **_: Any) -> dict[str, Any]:
+        self.calls += 1
+        self.clock.now += self.seconds
+        raise EndpointConnectionError(endpoint_url="http://unreachable")
+
+
+def _refreshing(refresh_view: Any, done: ViewRefreshDone) -> Any:
+    """The in-memory store's refresh_view, reporting `done` for competition_standings."""
+
+    def refresh(view_name: str, decide: Any, **kwargs: Any) -> Any:
+        state, ran = refresh_view(view_name, decide, **kwargs)
+        if ran is not None and view_name == "competition_standings":
+            return state, done
+        return state, ran
+
+    return refresh
