@@ -19,7 +19,7 @@ from ops import dlq, recompute, refresh_now, status
 from ops import jobs as job_fates
 from ops.aws import queue_label
 from ops.context import Context
-from ops.render import ProgressBar, age, duration, shorten, table, timestamp
+from ops.render import ProgressBar, age, duration, printable, shorten, table, timestamp
 from ops.settings import DEAD_LETTER_PAIRS, QueueName
 from ops.sqs import oldest_message_ages
 
@@ -205,15 +205,16 @@ def job_show(ctx: Context) -> int:
     latest = runs[-1]
     now = datetime.now(UTC)
     fate = job_fates.fate_of(latest)
-    print(f"job {latest.job_id} ({latest.job_type}): {latest.subject or '-'}")
+    print(f"job {printable(latest.job_id)} ({latest.job_type}): {printable(latest.subject or '-')}")
     print(f"  state      {job_fates.describe_fate(latest, fate, now)}")
     if latest.view_outcomes:
         for view, outcome in sorted(latest.view_outcomes.items()):
             print(f"  {view:<24} {outcome.value}")
     if latest.error:
         print(f"  error kind {latest.error_kind or '-'}")
-        print(f"  reason     {latest.error}")
-    print(f"  body       {latest.body if latest.body is not None else '- (not recorded)'}")
+        print(f"  reason     {printable(latest.error)}")
+    body = printable(latest.body) if latest.body is not None else "- (not recorded)"
+    print(f"  body       {body}")
     print()
     print(
         table(

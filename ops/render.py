@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
 MISSING = "-"
+# Characters that reorder the text shown around them ("Trojan Source", CVE-2021-42574):
+# the bidirectional embeddings, overrides, isolates and marks (Unicode category Cf).
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+
+def printable(text: str) -> str:
+    """`text` safe to write to an operator's terminal: each control character (Unicode
+    category Cc: C0, DEL and C1, so ESC cannot start an escape sequence that recolours,
+    retitles or clears the screen or writes the clipboard) and each bidirectional control
+    is written as its Python escape (`\\x1b`, `\\u202e`). Message bodies, reasons and
+    subjects come from whoever sent the message; everything else passes unchanged."""
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if char in _BIDI_CONTROLS or unicodedata.category(char) == "Cc"
+        else char
+        for char in text
+    )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
@@ -33,7 +53,7 @@ def _cell(value: object) -> str:
     if isinstance(value, datetime):
         return timestamp(value)
     # One line per row: a multi-line reason or body is folded.
-    return " ".join(str(value).split())
+    return printable(" ".join(str(value).split()))
 
 
 def timestamp(moment: datetime | None) -> str:
@@ -70,7 +90,7 @@ def age(moment: datetime | None, now: datetime) -> str:
 def shorten(text: str | None, width: int) -> str | None:
     if text is None:
         return None
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

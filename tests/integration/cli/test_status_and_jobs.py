@@ -234,3 +234,32 @@ def test_a_retry_waiting_its_backoff_shows_its_next_attempt(
     # ...and the job lists its next attempt and its error kind
     assert re.search(r"retry 2 of 3 at \d\d:\d\d:\d\d \(in [1-5] s\)", failed.out)
     assert "queue_unavailable" in failed.out
+
+
+def test_message_text_reaches_the_terminal_escaped_never_as_control_sequences(
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
+) -> None:
+    # Given a poison message whose body carries terminal control sequences (clear the
+    # screen, write the clipboard by OSC 52) and a right-to-left override
+    sequence = "\x1b[2J\x1b]52;c;cm0gLXJm\x07\u202e"
+    body = '{"matchId": 1, "' + sequence + '": 2}'
+    invoke_points([body])
+    [job_id] = db.execute(
+        "SELECT job_id FROM job_history WHERE job_type = 'points' AND body = %s", (body,)
+    ).fetchone()
+
+    # When the operator lists the failed jobs, shows the job and lists the dead letters
+    listed, shown, dead_letters = (
+        cli(capsys, "jobs", "--failed"),
+        cli(capsys, "jobs", "show", job_id),
+        cli(capsys, "dlq", "show", "points"),
+    )
+
+    # Then no output holds a control character or a bidirectional override...
+    for run in (listed, shown, dead_letters):
+        assert run.code == 0, run.err
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", run.out)
+    # ...and where the body is shown, its sequences are there in escaped form
+    escaped = "\\x1b[2J\\x1b]52;c;cm0gLXJm\\x07\\u202e"
+    assert escaped in shown.out
+    assert escaped[:20] in dead_letters.out
