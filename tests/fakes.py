@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,6 +126,20 @@ class InMemoryQueues(Queues):
         return self.sqs.retries
 
 
+class ExplodingQueues(InMemoryQueues):
+    """InMemoryQueues whose sends to `queue_url` (to any queue when None) fail in a way
+    nobody foresaw: a KeyError, as a bug in a client library would raise."""
+
+    def __init__(self, queue_url: str | None = None) -> None:
+        super().__init__()
+        self.exploding_url = queue_url
+
+    def send(self, queue_url: str, message: OutgoingMessage) -> str:
+        if self.exploding_url in (None, queue_url):
+            raise KeyError("a bug in a client library")
+        return super().send(queue_url, message)
+
+
 def _sqs_size(body: str, attributes: Mapping[str, Any] | None) -> int:
     size = len(body.encode())
     for name, attribute in (attributes or {}).items():
@@ -150,13 +165,14 @@ def _refused(code: str, detail: str, operation: str) -> ClientError:
 class InMemoryPointsStore:
     """stores.PointsWriter without a database: every job's match completes (and changes)
     unless `outcomes` says otherwise by match id; `fail_with` makes every write fail as the
-    database would. Keeps each write's jobs and timeouts in `writes`."""
+    database would (a TransientError), or as a bug would (anything else). Keeps each
+    write's jobs and timeouts in `writes`."""
 
     def __init__(
         self,
         outcomes: Mapping[int, PointsOutcomeKind] | None = None,
         *,
-        fail_with: TransientError | None = None,
+        fail_with: Exception | None = None,
         committed_at: datetime = datetime(2026, 12, 1, 12, 0, tzinfo=UTC),
     ) -> None:
         self.outcomes = dict(outcomes or {})
@@ -269,3 +285,46 @@ class InMemoryJobStore:
         if self.fail_with is not None:
             raise self.fail_with
         self.recorded.extend((job_type, record) for record in records)
+
+
+@dataclass
+class SecretStore:
+    """Secrets Manager behind a cache: a plain fetch returns the cached value, a forced
+    fetch the stored one (and caches it)."""
+
+    stored: str
+    cached: str = ""
+    forced_fetches: int = 0
+
+    def __post_init__(self) -> None:
+        self.cached = self.cached or self.stored
+
+    def fetch(self, force: bool) -> str:
+        if force:
+            self.forced_fetches += 1
+            self.cached = self.stored
+        return self.cached
+
+
+@dataclass
+class FakeClock:
+    """A monotonic clock that moves only when a test moves `now`."""
+
+    now: float = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeSecretsProvider:
+    """Stands in for Powertools' SecretsProvider: returns `value` or raises it."""
+
+    value: Any
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def get(self, name: str, **options: Any) -> Any:
+        self.calls.append({"name": name, **options})
+        if isinstance(self.value, Exception):
+            raise self.value
+        return self.value

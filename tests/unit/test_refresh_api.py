@@ -1,182 +1,31 @@
 """POST /cron/update-stats (SPEC section 7) through RefreshApiFunction's handler, with an
 in-memory queue and secret store: who gets a refresh queued, who gets 401, 400, 404, 405
-or 503, that the secret never reaches a log, and that a rotated secret is picked up."""
+or 503, and that the secret never reaches a log. The secret's rotation is
+test_cron_secret.py's; the OpenAPI document test_openapi.py's."""
 
 from __future__ import annotations
 
-import copy
 import io
 import json
-import logging
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.parameters import GetParameterError
 
-from devstack.openapi import openapi_document
-from matchstats.api import SECURITY_SCHEME, ApiDependencies
-from matchstats.config import ApiSettings
-from matchstats.cron_secret import (
-    DEFAULT_FORCED_FETCH_INTERVAL_S,
-    DEFAULT_MAX_AGE_S,
-    CronSecret,
-    CronSecretUnavailableError,
-    secrets_manager_fetcher,
-    static_fetcher,
+from matchstats.cron_secret import CronSecret, secrets_manager_fetcher
+from matchstats.messages import RefreshReason, RefreshScope
+from testkit.events import load_event
+from tests.api_support import (
+    EVENT_FILE,
+    SECRET,
+    api_dependencies,
+    api_event,
+    invoke,
+    queued,
 )
-from matchstats.errors import ConfigurationError
-from matchstats.messages import RefreshReason, RefreshScope, parse_refresh_message
-from matchstats.observability import logger
-from tests.api_support import invoke_api
-from tests.factories import load_event
-from tests.fakes import InMemoryQueues
+from tests.fakes import ExplodingQueues, FakeSecretsProvider, InMemoryQueues
 
-ROOT = Path(__file__).resolve().parents[2]
 # Invocations that publish no metric (refusals, failures) make Powertools warn; expected.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
-EVENT_FILE = "refresh-api.json"
-# The placeholder that events/refresh-api.json and env.json share.
-SECRET = "local-dev-cron-secret"
-QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/RefreshQueue"
-
-
-# --- fakes and factories -------------------------------------------------------------
-
-
-@dataclass
-class SecretStore:
-    """Secrets Manager behind a cache: a plain fetch returns the cached value, a forced
-    fetch the stored one (and caches it)."""
-
-    stored: str
-    cached: str = ""
-    forced_fetches: int = 0
-
-    def __post_init__(self) -> None:
-        self.cached = self.cached or self.stored
-
-    def fetch(self, force: bool) -> str:
-        if force:
-            self.forced_fetches += 1
-            self.cached = self.stored
-        return self.cached
-
-
-@dataclass
-class FakeClock:
-    now: float = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class FakeSecretsProvider:
-    """Stands in for Powertools' SecretsProvider: returns `value` or raises it."""
-
-    value: Any
-    calls: list[dict[str, Any]] = field(default_factory=list)
-
-    def get(self, name: str, **options: Any) -> Any:
-        self.calls.append({"name": name, **options})
-        if isinstance(self.value, Exception):
-            raise self.value
-        return self.value
-
-
-def api_dependencies(
-    queues: InMemoryQueues | None = None, cron_secret: CronSecret | None = None
-) -> ApiDependencies:
-    settings = ApiSettings.from_env({"REFRESH_QUEUE_URL": QUEUE_URL, "CRON_SECRET": SECRET})
-    return ApiDependencies(
-        settings=settings,
-        cron_secret=cron_secret or CronSecret(static_fetcher(SECRET)),
-        queues=queues if queues is not None else InMemoryQueues(),
-    )
-
-
-_KEEP = object()
-
-
-def api_event(
-    *,
-    method: str = "POST",
-    path: str = "/cron/update-stats",
-    authorization: str | object | None = _KEEP,
-    body: str | object | None = _KEEP,
-    content_type: str | object | None = _KEEP,
-) -> dict[str, Any]:
-    """events/refresh-api.json with some parts changed; None removes a header or the body."""
-    event = copy.deepcopy(load_event(EVENT_FILE))
-    event["httpMethod"] = event["requestContext"]["httpMethod"] = method
-    event["path"] = event["resource"] = event["requestContext"]["resourcePath"] = path
-    for header, value in (("Authorization", authorization), ("Content-Type", content_type)):
-        if value is _KEEP:
-            continue
-        event["headers"].pop(header, None)
-        event["multiValueHeaders"].pop(header, None)
-        if value is not None:
-            event["headers"][header] = value
-            event["multiValueHeaders"][header] = [value]
-    if body is not _KEEP:
-        event["body"] = body
-    return event
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, list[str]]
-    body: dict[str, Any]
-
-
-def invoke(event: dict[str, Any], deps: ApiDependencies) -> Answer:
-    response = invoke_api(event, deps)
-    return Answer(
-        status=int(response["statusCode"]),
-        headers=dict(response["multiValueHeaders"]),
-        body=json.loads(response["body"]),
-    )
-
-
-def queued(queues: InMemoryQueues) -> list[tuple[RefreshScope, RefreshReason, int]]:
-    """(scope, reason, delay) of every refresh request sent to RefreshQueue."""
-    assert {url for url, _ in queues.sent} <= {QUEUE_URL}
-    return [
-        (parsed.scope, parsed.reason, message.delay_seconds)
-        for _, message in queues.sent
-        for parsed in [parse_refresh_message(message.body)]
-    ]
-
-
-@pytest.fixture
-def log_output(capsys: pytest.CaptureFixture[str]) -> Iterator[io.StringIO]:
-    """Every log record of the function and of Powertools, at DEBUG, formatted as the
-    function's logger formats it (extra keys and exceptions included)."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(logger.registered_formatter)
-    handler.setLevel(logging.DEBUG)
-    root = logging.getLogger()
-    watched = [logging.getLogger("matchstats"), logging.getLogger("aws_lambda_powertools")]
-    levels = [watched_logger.level for watched_logger in watched]
-    root.addHandler(handler)
-    for watched_logger in watched:
-        watched_logger.setLevel(logging.DEBUG)
-    try:
-        yield buffer
-    finally:
-        root.removeHandler(handler)
-        for watched_logger, level in zip(watched, levels, strict=True):
-            watched_logger.setLevel(level)
-    captured = capsys.readouterr()
-    buffer.write(captured.out + captured.err)
 
 
 # --- accepted ------------------------------------------------------------------------
@@ -256,11 +105,6 @@ def test_a_json_media_type_in_any_case_is_json(content_type: str) -> None:
     answer = invoke(event, api_dependencies(queues))
     assert (answer.status, answer.body["scope"]) == (202, "competitor_stats")
     assert queued(queues) == [(RefreshScope.COMPETITOR_STATS, RefreshReason.API, 0)]
-
-
-class ExplodingQueues(InMemoryQueues):
-    def send(self, queue_url: str, message: Any) -> str:
-        raise KeyError("a bug")
 
 
 def test_a_bug_answers_500_without_detail_and_is_logged(log_output: io.StringIO) -> None:
@@ -446,170 +290,3 @@ def test_the_secret_never_reaches_the_logs_or_the_answers(log_output: io.StringI
     for presented in [SECRET, *wrong]:
         assert presented not in logged
         assert all(presented not in json.dumps(answer.body) for answer in answers)
-
-
-# --- a rotated secret ----------------------------------------------------------------
-
-
-def test_a_rotated_secret_is_accepted_after_one_forced_fetch() -> None:
-    # Given a cached secret that has just been rotated in the store
-    store = SecretStore(stored="rotated-secret", cached=SECRET)
-    deps = api_dependencies(cron_secret=CronSecret(store.fetch, clock=FakeClock()))
-
-    # When the caller already uses the new secret
-    answer = invoke(api_event(authorization="Bearer rotated-secret"), deps)
-
-    # Then it is accepted after one cache-bypassing fetch, and the old secret no longer is
-    assert answer.status == 202
-    assert store.forced_fetches == 1
-    assert invoke(load_event(EVENT_FILE), deps).status == 401
-
-
-def test_forced_fetches_are_rate_limited() -> None:
-    # Given an unchanged secret and a caller hammering the API with wrong ones
-    store = SecretStore(stored=SECRET)
-    clock = FakeClock()
-    deps = api_dependencies(cron_secret=CronSecret(store.fetch, clock=clock))
-    wrong = api_event(authorization="Bearer guess")
-
-    # When 50 wrong requests arrive within the interval, then one just after it
-    within = [invoke(wrong, deps).status for _ in range(50)]
-    fetches_within = store.forced_fetches
-    clock.now += DEFAULT_FORCED_FETCH_INTERVAL_S
-    after = invoke(wrong, deps).status
-
-    # Then all are refused, and the store was asked once per interval only
-    assert set(within) == {401}
-    assert fetches_within == 1
-    assert (after, store.forced_fetches) == (401, 2)
-
-
-def test_a_rotation_inside_the_interval_waits_for_the_next_one() -> None:
-    # Given a forced fetch just spent on a wrong guess, then a rotation
-    store = SecretStore(stored=SECRET)
-    clock = FakeClock()
-    deps = api_dependencies(cron_secret=CronSecret(store.fetch, clock=clock))
-    assert invoke(api_event(authorization="Bearer guess"), deps).status == 401
-    store.stored = "rotated-secret"
-
-    # When the new secret arrives within the interval, and again after it
-    clock.now += DEFAULT_FORCED_FETCH_INTERVAL_S - 1
-    too_soon = invoke(api_event(authorization="Bearer rotated-secret"), deps).status
-    clock.now += 1
-    in_time = invoke(api_event(authorization="Bearer rotated-secret"), deps).status
-
-    # Then it is refused until the next forced fetch is allowed, then accepted
-    assert (too_soon, in_time) == (401, 202)
-
-
-def test_a_secret_from_the_environment_is_never_re_fetched() -> None:
-    # Given a secret that cannot rotate (CRON_SECRET), behind a store that counts fetches
-    store = SecretStore(stored=SECRET)
-    secret = CronSecret(store.fetch, rotates=False, clock=FakeClock())
-
-    # When a wrong secret is presented
-    matched = secret.matches("guess")
-
-    # Then it is refused without a pointless forced fetch
-    assert (matched, store.forced_fetches) == (False, 0)
-
-
-def test_the_secrets_manager_fetcher_caches_and_forces_through_powertools() -> None:
-    # Given a Powertools-like provider holding the secret with a trailing newline
-    provider = FakeSecretsProvider(f"{SECRET}\n")
-    fetch = secrets_manager_fetcher("arn:aws:secretsmanager:cron", provider=provider)  # type: ignore[arg-type]
-
-    # When it is fetched from the cache and then forced
-    values = [fetch(False), fetch(True)]
-
-    # Then the stripped secret comes back, cached for 5 minutes unless forced
-    assert values == [SECRET, SECRET]
-    assert provider.calls == [
-        {"name": "arn:aws:secretsmanager:cron", "max_age": DEFAULT_MAX_AGE_S, "force_fetch": False},
-        {"name": "arn:aws:secretsmanager:cron", "max_age": DEFAULT_MAX_AGE_S, "force_fetch": True},
-    ]
-
-
-@pytest.mark.parametrize(
-    ("value", "error"),
-    [
-        (GetParameterError("ResourceNotFoundException"), CronSecretUnavailableError),
-        (b"binary", ConfigurationError),
-        ("   ", ConfigurationError),
-    ],
-)
-def test_an_unusable_secret_is_an_error_that_does_not_show_it(
-    value: Any, error: type[Exception]
-) -> None:
-    # Given a provider that fails, or holds a binary or blank secret
-    fetch = secrets_manager_fetcher("arn:cron", provider=FakeSecretsProvider(value))  # type: ignore[arg-type]
-
-    # When the secret is fetched, Then the error names the secret, not its value
-    with pytest.raises(error, match="arn:cron"):
-        fetch(False)
-
-
-def test_settings_prefer_the_local_secret_over_the_arn() -> None:
-    # Given both sources configured
-    settings = ApiSettings.from_env(
-        {"REFRESH_QUEUE_URL": QUEUE_URL, "CRON_SECRET": SECRET, "CRON_SECRET_ARN": "arn:cron"}
-    )
-
-    # When the secret is built from them
-    secret = CronSecret.from_settings(settings)
-
-    # Then the local secret is the one that matches, and no store is asked
-    assert secret.matches(SECRET)
-    assert not secret.matches("arn:cron")
-
-
-# --- contract ------------------------------------------------------------------------
-
-
-def test_the_committed_openapi_document_matches_the_code() -> None:
-    # Given the committed openapi.json
-    committed = (ROOT / "openapi.json").read_text(encoding="utf-8")
-
-    # When the document is generated from the resolver
-    generated = openapi_document()
-
-    # Then they are the same (regenerate: python -m devstack.openapi)
-    assert generated == committed, "openapi.json is stale: run python -m devstack.openapi"
-
-
-def test_the_openapi_document_describes_the_contract() -> None:
-    # Given the generated document
-    document = json.loads(openapi_document())
-
-    # When reading the one operation
-    operation = document["paths"]["/cron/update-stats"]["post"]
-
-    # Then it is POST with a bearer secret, an optional scope, and the SPEC's answers
-    assert list(document["paths"]) == ["/cron/update-stats"]
-    assert list(document["paths"]["/cron/update-stats"]) == ["post"]
-    assert operation["security"] == [{SECURITY_SCHEME: []}]
-    assert document["components"]["securitySchemes"][SECURITY_SCHEME]["scheme"] == "bearer"
-    assert sorted(operation["responses"]) == ["202", "400", "401", "503"]
-    assert document["components"]["schemas"]["RefreshScope"]["enum"] == [
-        scope.value for scope in RefreshScope
-    ]
-    assert "required" not in operation["requestBody"]
-
-
-def test_the_handler_never_imports_a_database_driver() -> None:
-    # Given a fresh interpreter with the Lambda layer and the functions on its path
-    environment = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            str(ROOT / part) for part in ("layers/matchstats", "functions")
-        ),
-    }
-    check = "import refresh_api.app, sys; assert 'psycopg' not in sys.modules, 'psycopg imported'"
-
-    # When it imports the handler
-    result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
-        [sys.executable, "-c", check], env=environment, capture_output=True, text=True, check=False
-    )
-
-    # Then psycopg was not imported, directly or through matchstats
-    assert result.returncode == 0, result.stderr

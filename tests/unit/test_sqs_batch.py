@@ -14,7 +14,7 @@ from matchstats.failures import retry_unfinished, schedule_backoff
 from matchstats.models import ReceivedMessage
 from matchstats.outcomes import BatchResult, Disposition, RecordResult
 from matchstats.sqs_batch import process_batch
-from tests.factories import points_bodies, sqs_event
+from testkit.events import points_bodies, sqs_event
 from tests.fakes import InMemoryQueues
 
 CONTEXT = LambdaContext.for_invocation("CalculatePointsFunction", 120)

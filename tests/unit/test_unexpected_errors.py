@@ -6,7 +6,6 @@ visibility timeout. What was already settled (dead-lettered, committed) stays se
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,65 +13,18 @@ import pytest
 from calculate_points import app as points_app
 from devstack.lambda_context import LambdaContext
 from matchstats.config import PointsSettings, RefreshSettings
-from matchstats.models import PointsBatchWrite, PointsOutcomeKind, PointsOutcomeRow
 from matchstats.points import PointsDependencies
 from matchstats.refresh import RefreshDependencies
 from refresh_views import app as refresh_app
-from tests.factories import points_bodies, sqs_event
-from tests.fakes import InMemoryQueues
+from testkit.events import points_bodies, sqs_event
+from tests.fakes import ExplodingQueues, InMemoryJobStore, InMemoryPointsStore, InMemoryQueues
 
 POINTS_QUEUE = "http://sqs.local/PointsQueue"
 REFRESH_QUEUE = "http://sqs.local/RefreshQueue"
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
 
-class NoHistory:
-    def __init__(self) -> None:
-        self.recorded: list[Any] = []
-
-    def record(self, job_type: str, records: Any, **_: Any) -> None:
-        self.recorded.append((job_type, list(records)))
-
-
-class RaisingPointsStore:
-    """A points store that raises what a library should never raise at us."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    def write_batch(self, jobs: Any, **_: Any) -> PointsBatchWrite:
-        raise self.error
-
-
-class CommittingPointsStore:
-    """A points store that commits every job; one of them is poison."""
-
-    def write_batch(self, jobs: Any, **_: Any) -> PointsBatchWrite:
-        outcomes = [
-            PointsOutcomeRow(
-                job_id=job.job_id,
-                match_id=job.match_id,
-                outcome=PointsOutcomeKind.OK if job.match_id else PointsOutcomeKind.INVALID_MESSAGE,
-                error=None if job.match_id else job.parse_error,
-                status="completed",
-                score_version=1,
-                changed=True,
-            )
-            for job in jobs
-        ]
-        return PointsBatchWrite(outcomes=outcomes, committed_at=datetime.now(UTC), keys_changed=2)
-
-
-class ExplodingQueues(InMemoryQueues):
-    """Takes dead letters and backoffs, but blows up on the refresh request."""
-
-    def send(self, queue_url: str, message: Any) -> str:
-        if queue_url == REFRESH_QUEUE:
-            raise KeyError("a bug in a client library")
-        return super().send(queue_url, message)
-
-
-def points_deps(store: Any, queues: InMemoryQueues) -> PointsDependencies:
+def points_deps(store: InMemoryPointsStore, queues: InMemoryQueues) -> PointsDependencies:
     settings = PointsSettings.from_env(
         {
             "DATABASE_URL": "postgresql://unused",
@@ -81,7 +33,9 @@ def points_deps(store: Any, queues: InMemoryQueues) -> PointsDependencies:
             "DEAD_LETTER_QUEUE_URL": "http://sqs.local/PointsDeadLetterQueue",
         }
     )
-    return PointsDependencies(settings=settings, store=store, jobs=NoHistory(), queues=queues)  # type: ignore[arg-type]
+    return PointsDependencies(
+        settings=settings, store=store, jobs=InMemoryJobStore(), queues=queues
+    )
 
 
 def invoke_points(event: dict[str, Any], deps: PointsDependencies) -> dict[str, Any]:
@@ -110,7 +64,7 @@ def test_an_unexpected_error_retries_the_whole_batch_with_backoff(
     event = sqs_event(points_bodies(1, 2, 3), receive_count=2)
 
     # When a batch of three arrives (their second receive)
-    response = invoke_points(event, points_deps(RaisingPointsStore(error), queues))
+    response = invoke_points(event, points_deps(InMemoryPointsStore(fail_with=error), queues))
 
     # Then the handler returns instead of raising, reporting all three for retry
     ids = {record["messageId"] for record in event["Records"]}
@@ -128,12 +82,12 @@ def test_an_unexpected_error_retries_the_whole_batch_with_backoff(
 def test_after_an_unexpected_error_what_was_settled_stays_settled() -> None:
     # Given a batch with a poison message, whose points commit, and whose refresh request
     # then blows up with an error nobody foresaw
-    queues = ExplodingQueues()
+    queues = ExplodingQueues(REFRESH_QUEUE)
     event = sqs_event([*points_bodies(1, 2), "not json"])
     poison_id = event["Records"][2]["messageId"]
 
     # When it is processed
-    response = invoke_points(event, points_deps(CommittingPointsStore(), queues))
+    response = invoke_points(event, points_deps(InMemoryPointsStore(), queues))
 
     # Then the poison went to the dead-letter queue once and is not retried
     dead = [message for url, message in queues.sent if "DeadLetter" in url]
@@ -163,8 +117,8 @@ def test_the_refresh_handler_retries_its_batch_after_an_unexpected_error(
     )
     deps = RefreshDependencies(
         settings=settings,
-        store=RaisingRefreshStore(),  # type: ignore[arg-type]
-        jobs=NoHistory(),  # type: ignore[arg-type]
+        store=RaisingRefreshStore(),
+        jobs=InMemoryJobStore(),
         queues=queues,
     )
     body = json.dumps({"scope": "all", "reason": "schedule", "requestedAt": "2026-12-01T00:00Z"})
