@@ -98,7 +98,7 @@ class Aws:
         )
 
     def fetch_secret_json(self, secret_arn: str) -> dict[str, Any]:
-        """For matchstats.db.connection.resolve_conninfo, through this session."""
+        """For matchstats.db.conninfo.resolve_conninfo, through this session."""
         client = self._client("secretsmanager", "secretsmanager", _CLIENT_CONFIG)
         try:
             value = json.loads(client.get_secret_value(SecretId=secret_arn)["SecretString"])

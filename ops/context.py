@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Mapping
 from contextlib import ExitStack
 
-from matchstats.db.connection import resolve_conninfo
+from matchstats.db.conninfo import resolve_conninfo
 from matchstats.db.jobs import JobStore
 from matchstats.db.refresh import RefreshStore
 from ops.aws import Aws

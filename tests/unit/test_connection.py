@@ -14,12 +14,8 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from matchstats.config import DatabaseSettings, Pooler
-from matchstats.db.connection import (
-    TCP_SETTINGS,
-    ConnectionProvider,
-    fetch_secret_json,
-    resolve_conninfo,
-)
+from matchstats.db.connection import ConnectionProvider
+from matchstats.db.conninfo import TCP_SETTINGS, fetch_secret_json, resolve_conninfo
 from matchstats.db.errors import translate
 from matchstats.errors import ConfigurationError, DatabaseUnavailableError, TransientError
 
