@@ -22,7 +22,8 @@ from bench.database import (
 from bench.environments import lambda_environment, run_child
 from bench.measure import Progress, ratio
 from devstack.functions import function_specs
-from devstack.sqs import LocalSqs, create_queues, queue_specs_from_template
+from devstack.queue_specs import create_queues, queue_specs_from_template
+from devstack.sqs import LocalSqs
 from devstack.template import TEMPLATE_PATH
 from matchstats.messages import RefreshMessage, RefreshReason
 from testkit.events import load_event, points_bodies, sqs_event

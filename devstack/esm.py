@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack.lambda_context import LOCAL_REGION, LambdaContext
-from devstack.sqs import QueueCounts, queue_counts
-from devstack.sqs import queue_arn as lookup_queue_arn
+from devstack.queue_specs import QueueCounts, queue_counts
+from devstack.queue_specs import queue_arn as lookup_queue_arn
 from matchstats.queues import pack_requests
 
 if TYPE_CHECKING:

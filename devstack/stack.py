@@ -37,7 +37,8 @@ from devstack.functions import (
 from devstack.lambda_context import LOCAL_REGION, LambdaContext
 from devstack.pgbouncer import PgBouncer
 from devstack.postgres import DATABASE_URL_ENV, EmbeddedPostgres, create_database
-from devstack.sqs import LocalSqs, create_queues, queue_arn, queue_counts, queue_specs_from_template
+from devstack.queue_specs import create_queues, queue_arn, queue_counts, queue_specs_from_template
+from devstack.sqs import LocalSqs
 from devstack.template import TEMPLATE_PATH, load_template
 from matchstats.db.migrate import migrate
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from devstack.sqs import create_queues, queue_arn, queue_specs_from_template
+from devstack.queue_specs import create_queues, queue_arn, queue_specs_from_template
 from matchstats.queues import message_size, pack_requests
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devstack.sqs import queue_counts
+from devstack.queue_specs import queue_counts
 from devstack.stack import DevStack, StackOptions
 from matchstats.producer import enqueue_points_calculations
 from ops.aws import Aws

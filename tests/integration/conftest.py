@@ -13,7 +13,8 @@ import pytest
 
 from calculate_points import app as calculate_points
 from devstack.esm import EventSourceMapping, Handler
-from devstack.sqs import LocalSqs, QueueSpec, create_queues, queue_arn
+from devstack.queue_specs import QueueSpec, create_queues, queue_arn
+from devstack.sqs import LocalSqs
 from refresh_views import app as refresh_views
 from scheduled_refresh import app as scheduled_refresh
 from tests.conftest import FunctionDatabase, Pooler, forget_refreshes, truncate_all

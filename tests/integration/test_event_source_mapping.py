@@ -15,7 +15,7 @@ import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 
 from devstack.esm import EventSourceMapping, batch_item_failures
-from devstack.sqs import queue_counts
+from devstack.queue_specs import queue_counts
 from matchstats.queues import message_size, pack_requests
 
 if TYPE_CHECKING:

@@ -15,14 +15,14 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from devstack.sqs import (
-    LocalSqs,
+from devstack.queue_specs import (
     QueueSpec,
     create_queues,
     queue_arn,
     queue_counts,
     queue_specs_from_template,
 )
+from devstack.sqs import LocalSqs
 from devstack.template import TEMPLATE_PATH
 from ops.sqs import oldest_message_ages
 
