@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from devstack.esm import batch_item_failures
+from devstack.lambda_sqs import batch_item_failures
 from matchstats.queues import (
     ERROR_KIND_ATTRIBUTE,
     REASON_ATTRIBUTE,

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from calculate_points import app
-from devstack.esm import EventSourceMapping, batch_item_failures, lambda_sqs_record
+from devstack.esm import EventSourceMapping
 from devstack.lambda_context import LambdaContext
+from devstack.lambda_sqs import batch_item_failures, lambda_sqs_record
 from tests.template_queues import TemplateQueues
 
 FUNCTION_TIMEOUT_S = 120

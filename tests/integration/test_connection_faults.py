@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from calculate_points import app
-from devstack.esm import batch_item_failures, lambda_sqs_record
 from devstack.lambda_context import LambdaContext
+from devstack.lambda_sqs import batch_item_failures, lambda_sqs_record
 from devstack.postgres import EmbeddedPostgres
 from devstack.tcp_proxy import TcpProxy
 from testkit.events import points_bodies

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 
-from devstack.esm import EventSourceMapping, batch_item_failures
+from devstack.esm import EventSourceMapping
+from devstack.lambda_sqs import batch_item_failures
 from devstack.queue_specs import queue_counts
 from matchstats.queues import message_size, pack_requests
 

@@ -18,8 +18,9 @@ import psycopg
 import pytest
 
 from calculate_points import app
-from devstack.esm import EventSourceMapping, batch_item_failures
+from devstack.esm import EventSourceMapping
 from devstack.lambda_context import LambdaContext
+from devstack.lambda_sqs import batch_item_failures
 from matchstats.points import POST_COMMIT_RESERVE_MS
 from testkit.events import points_bodies
 from testkit.oracle import actual_match_points, expected_match_points

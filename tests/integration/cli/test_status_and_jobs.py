@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from calculate_points import app
-from devstack.esm import lambda_sqs_record
 from devstack.lambda_context import LambdaContext
+from devstack.lambda_sqs import lambda_sqs_record
 from devstack.postgres import create_database, drop_database
 from refresh_views import app as refresh_app
 from testkit.events import points_bodies, sqs_event
