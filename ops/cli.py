@@ -20,6 +20,7 @@ from ops import commands, dlq
 from ops.aws import Aws
 from ops.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ops.context import Context
+from ops.redrive import REDRIVE_HOLD_S, RedriveInterruptedError, RedriveMethod
 from ops.settings import DEAD_LETTER_PAIRS, QUEUE_SOURCES
 
 DEBUG_ENV = "MATCHSTATS_DEBUG"
@@ -274,17 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     redrive.add_argument(
         "--method",
-        choices=[method.value for method in dlq.RedriveMethod],
-        default=dlq.RedriveMethod.AUTO.value,
+        choices=[method.value for method in RedriveMethod],
+        default=RedriveMethod.AUTO.value,
         help="auto (default): a move task where the endpoint supports it and no --limit, else copy",
     )
     redrive.add_argument(
         "--hold",
         type=_limit(43_200),
-        default=dlq.REDRIVE_HOLD_S,
+        default=REDRIVE_HOLD_S,
         metavar="SECONDS",
         help="how long a message being copied stays hidden in the dead-letter queue if the"
-        f" command dies before deleting it (default {dlq.REDRIVE_HOLD_S})",
+        f" command dies before deleting it (default {REDRIVE_HOLD_S})",
     )
     _selection_arguments(redrive, "move")
     redrive.set_defaults(run=commands.dlq_redrive)
@@ -384,7 +385,7 @@ def main(
         context = Context(args, aws, env)
         code: int = args.run(context)
         return code
-    except dlq.RedriveInterruptedError as exc:
+    except RedriveInterruptedError as exc:
         return commands.error(f"interrupted: {exc}", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         return commands.error("interrupted", EXIT_INTERRUPTED)

@@ -15,7 +15,7 @@ from matchstats.messages import RefreshReason, RefreshScope
 from matchstats.models import JobHistoryRow, JobStatus, StandingsMode
 from matchstats.refresh import ViewDecision
 from matchstats.refresh_requests import enqueue_refresh
-from ops import dlq, recompute, refresh_now, status
+from ops import dlq, recompute, redrive, refresh_now, status
 from ops import jobs as job_fates
 from ops.aws import queue_label
 from ops.context import Context
@@ -306,10 +306,10 @@ def dlq_redrive(ctx: Context) -> int:
     pair = DEAD_LETTER_PAIRS[ctx.args.queue]
     dead_letter_url = ctx.settings.queue_url(pair.dead_letter)
     source_url = ctx.settings.queue_url(pair.source)
-    method = dlq.RedriveMethod(ctx.args.method)
+    method = redrive.RedriveMethod(ctx.args.method)
     selection = _selection(ctx)
     if selection is not None:
-        if method is dlq.RedriveMethod.MOVE_TASK or ctx.args.limit is not None:
+        if method is redrive.RedriveMethod.MOVE_TASK or ctx.args.limit is not None:
             return error(
                 "--kind and --id move the messages they select by copy; leave out --method"
                 " move-task and --limit",
@@ -326,11 +326,11 @@ def dlq_redrive(ctx: Context) -> int:
                 f" {pair.dead_letter.value}; the next redrive sends them again"
             )
         return EXIT_OK
-    if method is dlq.RedriveMethod.MOVE_TASK and ctx.args.limit is not None:
+    if method is redrive.RedriveMethod.MOVE_TASK and ctx.args.limit is not None:
         return error("--limit needs --method copy or auto: a move task moves them all", EXIT_USAGE)
     bar = ProgressBar(f"{pair.dead_letter.value} -> {pair.source.value}")
     try:
-        result = dlq.redrive(
+        result = redrive.redrive(
             ctx.queues,
             dead_letter_url,
             source_url,
