@@ -38,7 +38,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from matchstats.errors import MatchstatsError
 from matchstats.messages import RefreshScope
 from ops import dlq
-from ops.console.data import ConsoleData, to_json
+from ops.console.data import ConsoleData
+from ops.console.rows import to_json
 from ops.ids import is_error_kind, is_message_id
 from ops.render import duration
 from ops.settings import DEAD_LETTER_PAIRS
