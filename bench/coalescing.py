@@ -33,7 +33,7 @@ from bench.fakes import DelayQueue, InMemorySqs
 from bench.measure import Progress, percentile, ratio
 from bench.points_throughput import QUEUE_URL, points_settings
 from bench.sizes import Size
-from devstack.functions import function_specs
+from devstack.function_specs import function_specs
 from matchstats.config import RefreshSettings
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.jobs import JobStore

@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.environments import lambda_environment, run_child
 from bench.measure import Progress, median, ratio
-from devstack.functions import function_specs
+from devstack.function_specs import function_specs
 
 NO_DATABASE_DRIVER = ("RefreshApiFunction", "ScheduledRefreshFunction")
 

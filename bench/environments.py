@@ -13,13 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from devstack.functions import (
-    LAYER_PATH,
-    ROOT,
-    FunctionSpec,
-    parameter_resolver,
-    resolve_environment,
-)
+from devstack.function_specs import FunctionSpec, parameter_resolver, resolve_environment
+from devstack.functions import LAYER_PATH, ROOT
 from devstack.lambda_context import LOCAL_ACCOUNT_ID, LOCAL_REGION
 from devstack.template import TEMPLATE_PATH, load_template
 

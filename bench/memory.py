@@ -21,7 +21,7 @@ from bench.database import (
 )
 from bench.environments import lambda_environment, run_child
 from bench.measure import Progress, ratio
-from devstack.functions import function_specs
+from devstack.function_specs import function_specs
 from devstack.queue_specs import create_queues, queue_specs_from_template
 from devstack.sqs import LocalSqs
 from devstack.template import TEMPLATE_PATH

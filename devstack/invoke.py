@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack import devenv
-from devstack.functions import (
+from devstack.function_specs import (
     FunctionSpec,
     environment_string,
     function_specs_of,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.functions import SERVERLESS_FUNCTION, SERVERLESS_LAYER, function_specs
+from devstack.function_specs import SERVERLESS_FUNCTION, SERVERLESS_LAYER, function_specs
 from devstack.template import TEMPLATE_PATH, resources_of_type
 
 REPO = TEMPLATE_PATH.parent

@@ -27,13 +27,8 @@ from typing import Any, Literal
 from devstack.api_gateway import LocalApiGateway, Route
 from devstack.devenv import QUEUE_VARIABLES
 from devstack.esm import EventSourceMapping
-from devstack.functions import (
-    FunctionSpec,
-    LocalFunction,
-    Observer,
-    function_specs,
-    resolve_environment,
-)
+from devstack.function_specs import FunctionSpec, function_specs, resolve_environment
+from devstack.functions import LocalFunction, Observer
 from devstack.lambda_context import LOCAL_REGION, LambdaContext
 from devstack.pgbouncer import PgBouncer
 from devstack.postgres import DATABASE_URL_ENV, EmbeddedPostgres, create_database
