@@ -6,6 +6,9 @@ MaximumConcurrency 2) feeds either
 - the real refresh logic (matchstats.refresh.refresh_views on RefreshStore), or
 - the naive policy: refresh both views for every request.
 After the queue drains, both views are compared with a recomputation from matches.
+
+One responsibility, kept whole past 350 lines: benchmark P2, its workload, both policies
+and the check of what they leave in the views.
 """
 
 from __future__ import annotations

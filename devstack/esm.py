@@ -12,6 +12,9 @@ after another, and at most ``maximum_concurrency`` run at once.
 The shapes of what passes between the queue and the handler (the event's records, the
 partial batch response) are devstack/lambda_sqs.py's.
 
+One responsibility, kept whole past 350 lines: the event source mapping's loop (collect
+a batch, invoke, settle each message) and the limits the Lambda API puts on it.
+
 Local tooling only; nothing here ships to Lambda.
 """
 

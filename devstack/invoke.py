@@ -17,6 +17,9 @@ endpoint and queues (from .devstack/dev.env, or from a shell that sourced it); o
 env.json, which points at PostgreSQL on 127.0.0.1:5432 and SQS on 127.0.0.1:4566. An
 --env-vars file overrides either. The exit status is 1 when the function errors, 3 when
 it reports batch item failures. Local tooling; never shipped to Lambda.
+
+One responsibility, kept whole past 350 lines: one `make invoke` run (build if stale,
+the function's environment, the emulator, one event, its exit status).
 """
 
 from __future__ import annotations
