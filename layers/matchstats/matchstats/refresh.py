@@ -5,6 +5,10 @@ A request is covered by any refresh of its view that started after the request's
 changes committed. Both times are database clock readings: the refresh's start is read
 under the view's lock, and a points request carries the clock read after its commit.
 Other requests (schedule, API, operator) count as made when the refresher reads them.
+
+One responsibility, kept whole past 350 lines: the coalescing rule, from a batch's
+requests to each view's decision and each request's settlement (parse, decide per view,
+settle).
 """
 
 from __future__ import annotations
