@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator
 
 import pytest
 
 from devstack.template import load_template
-from matchstats.observability import logger
 from tests.unit.template_reading import Template
 
 
@@ -22,23 +20,12 @@ def template() -> Template:
 
 @pytest.fixture
 def log_output(capsys: pytest.CaptureFixture[str]) -> Iterator[io.StringIO]:
-    """Every log record of the function and of Powertools, at DEBUG, formatted as the
-    function's logger formats it (extra keys and exceptions included)."""
-    buffer = io.StringIO()
-    handler = logging.StreamHandler(buffer)
-    handler.setFormatter(logger.registered_formatter)
-    handler.setLevel(logging.DEBUG)
-    root = logging.getLogger()
-    watched = [logging.getLogger("matchstats"), logging.getLogger("aws_lambda_powertools")]
-    levels = [watched_logger.level for watched_logger in watched]
-    root.addHandler(handler)
-    for watched_logger in watched:
-        watched_logger.setLevel(logging.DEBUG)
-    try:
+    """Every log record of the function, of Powertools and of every other library, at
+    DEBUG (tests.api_support.every_log_line); after the test, what went to stdout and
+    stderr (metrics, say) as well."""
+    from tests.api_support import every_log_line  # imports the API handler: only here
+
+    with every_log_line() as buffer:
         yield buffer
-    finally:
-        root.removeHandler(handler)
-        for watched_logger, level in zip(watched, levels, strict=True):
-            watched_logger.setLevel(level)
     captured = capsys.readouterr()
     buffer.write(captured.out + captured.err)
