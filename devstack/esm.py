@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +34,7 @@ from devstack.lambda_context import LOCAL_REGION, LambdaContext
 from devstack.lambda_sqs import batch_item_failures, lambda_sqs_record
 from devstack.queue_specs import QueueCounts, queue_counts
 from devstack.queue_specs import queue_arn as lookup_queue_arn
+from devstack.service import Service
 from matchstats.queues import pack_requests
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class _Counters:
             return EsmStats(**self._values)
 
 
-class EventSourceMapping:
+class EventSourceMapping(Service):
     """Polls one queue and invokes ``handler(event, context)`` like Lambda's SQS trigger.
 
     Defaults follow the AWS ones (batch 10, no batching window, timeout 3 s), and
@@ -168,17 +168,6 @@ class EventSourceMapping:
                 logger.warning("%s still busy after %.0f s; abandoned", worker.name, join_timeout)
         self._workers = []
         logger.info("event source mapping for %s stopped: %s", self.function_name, self.stats)
-
-    def __enter__(self) -> EventSourceMapping:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def queue_arn(self) -> str | None:

@@ -21,7 +21,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,6 +35,7 @@ from devstack.processes import (
     terminate,
     unprivileged_user,
 )
+from devstack.service import Service
 
 PGBOUNCER_BIN_ENV = "MATCHSTATS_PGBOUNCER_BIN"
 INSTALL_HINT = (
@@ -92,7 +92,7 @@ def pgbouncer_version(binary: Path) -> tuple[int, ...]:
     return tuple(int(part) for part in found.group(1).split("."))
 
 
-class PgBouncer:
+class PgBouncer(Service):
     """PgBouncer on 127.0.0.1 on a free port, passing any database name through to the
     server of `server_url` (host, port, user and password taken from it).
 
@@ -157,17 +157,6 @@ class PgBouncer:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
                 self.base_dir = None
             _live.discard(self)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- use -------------------------------------------------------------------
 

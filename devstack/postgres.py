@@ -21,8 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
+from typing import IO
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
@@ -37,6 +36,7 @@ from devstack.processes import (
     terminate,
     unprivileged_user,
 )
+from devstack.service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def free_port() -> int:
         return port
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(Service):
     """A PostgreSQL server on 127.0.0.1 with trust auth, in a temp dir removed on stop()."""
 
     def __init__(self, bin_dir: Path | None = None) -> None:
@@ -200,18 +200,6 @@ class EmbeddedPostgres:
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         return read_tail(self.log_path, lines) if self.base_dir else ""
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals -------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 import uuid
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -31,6 +30,7 @@ from moto.sqs.models import sqs_backends
 from werkzeug.serving import make_server
 
 from devstack import moto_clock
+from devstack.service import Service
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -48,7 +48,7 @@ _LONG_POLL_INTERVAL_S = 0.05
 _account_numbers = itertools.count(123_456_789_012)
 
 
-class LocalSqs:
+class LocalSqs(Service):
     """moto's SQS server on a free loopback port, for tests, the demo and local invokes.
 
     moto keeps its state in module globals, shared by every server and ``mock_aws``
@@ -87,17 +87,6 @@ class LocalSqs:
         self._endpoint_url = None
         _forget_account(self.account_id)
         logger.info("local SQS stopped")
-
-    def __enter__(self) -> LocalSqs:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def endpoint_url(self) -> str:

@@ -21,7 +21,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 
 from devstack.api_gateway import LocalApiGateway, Route
@@ -33,6 +32,7 @@ from devstack.lambda_context import LOCAL_REGION, LambdaContext
 from devstack.pgbouncer import PgBouncer
 from devstack.postgres import DATABASE_URL_ENV, EmbeddedPostgres, create_database
 from devstack.queue_specs import create_queues, queue_arn, queue_counts, queue_specs_from_template
+from devstack.service import Service
 from devstack.sqs import LocalSqs
 from devstack.template import TEMPLATE_PATH, load_template
 from matchstats.db.migrate import migrate
@@ -60,7 +60,7 @@ class StackOptions:
     observer: Observer | None = None
 
 
-class DevStack:
+class DevStack(Service):
     def __init__(self, options: StackOptions | None = None, template_path: Path = TEMPLATE_PATH):
         self.options = options or StackOptions()
         self._template_path = template_path
@@ -208,17 +208,6 @@ class DevStack:
 
     def stop(self) -> None:
         self._exit.close()
-
-    def __enter__(self) -> DevStack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ environment
 

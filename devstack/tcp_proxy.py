@@ -28,10 +28,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
 from typing import Self
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from devstack.service import Service
 
 _CHUNK = 65_536
 _POLL_S = 0.2
@@ -63,7 +64,7 @@ class _Link:
         self.server.close()
 
 
-class TcpProxy:
+class TcpProxy(Service):
     """Listens on 127.0.0.1, on a free port (`port`), and forwards to `target_host`:
     `target_port`; see the module's docstring for the faults. Start it with `with` or
     start(); stop() closes everything."""
@@ -130,17 +131,6 @@ class TcpProxy:
         self.cut()
         for thread in self._threads:
             thread.join(5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- forwarding ------------------------------------------------------------
 
