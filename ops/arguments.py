@@ -198,8 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, help_text: str, description: str | None = None) -> _Parser:
-        sub: _Parser = subcommands.add_parser(
+    def command(
+        name: str,
+        help_text: str,
+        description: str | None = None,
+        group: argparse._SubParsersAction[_Parser] = subcommands,
+    ) -> _Parser:
+        """A command (or, in `group`, an action of one) with the common options."""
+        sub: _Parser = group.add_parser(
             name,
             help=help_text,
             description=description or help_text,
@@ -227,37 +233,31 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=_limit(1000), default=20, metavar="N", help="default 20")
     jobs.set_defaults(run=commands.jobs)
     job_actions = jobs.add_subparsers(dest="action", metavar="ACTION")
-    job_show = job_actions.add_parser(
+    job_show = command(
         "show",
-        help="one job's detail: body, error kind and reason, every attempt",
-        description=JOB_SHOW_HELP,
-        epilog=EPILOG,
-        formatter_class=formatter,
-        parents=[common],
+        "one job's detail: body, error kind and reason, every attempt",
+        JOB_SHOW_HELP,
+        group=job_actions,
     )
     job_show.add_argument("id", help="a job_history id, or the message id the job ran for")
     job_show.set_defaults(run=commands.job_show)
 
     dead_letters = command("dlq", "dead-letter queues: show, redrive, discard")
     actions = dead_letters.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = actions.add_parser(
+    show = command(
         "show",
-        help="list dead-lettered messages and their reasons, without consuming them",
-        description=DLQ_SHOW_HELP,
-        epilog=EPILOG,
-        formatter_class=formatter,
-        parents=[common],
+        "list dead-lettered messages and their reasons, without consuming them",
+        DLQ_SHOW_HELP,
+        group=actions,
     )
     show.add_argument("queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue")
     show.add_argument("--limit", type=_limit(1000), default=10, metavar="N", help="default 10")
     show.set_defaults(run=dlq_commands.dlq_show)
-    redrive = actions.add_parser(
+    redrive = command(
         "redrive",
-        help="move dead-lettered messages back to their source queue",
-        description=DLQ_REDRIVE_HELP,
-        epilog=EPILOG,
-        formatter_class=formatter,
-        parents=[common],
+        "move dead-lettered messages back to their source queue",
+        DLQ_REDRIVE_HELP,
+        group=actions,
     )
     redrive.add_argument("queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue")
     redrive.add_argument(
@@ -279,13 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _selection_arguments(redrive, "move")
     redrive.set_defaults(run=dlq_commands.dlq_redrive)
-    discard = actions.add_parser(
+    discard = command(
         "discard",
-        help="delete dead-lettered messages for good (asks first unless --yes)",
-        description=DLQ_DISCARD_HELP,
-        epilog=EPILOG,
-        formatter_class=formatter,
-        parents=[common],
+        "delete dead-lettered messages for good (asks first unless --yes)",
+        DLQ_DISCARD_HELP,
+        group=actions,
     )
     discard.add_argument("queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue")
     _selection_arguments(discard, "discard")
