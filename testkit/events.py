@@ -1,5 +1,6 @@
 """Lambda events built from the sample events in events/, the one source of sample
-events for `sam local invoke`, `make invoke`, the tests and the benchmark."""
+events for `sam local invoke`, `make invoke`, the tests and the benchmark; and the
+received messages that the handlers hand to the logic, for tests of the logic alone."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from matchstats.models import ReceivedMessage
 
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 
@@ -38,3 +41,17 @@ def sqs_event(
 
 def points_bodies(*match_ids: int) -> list[str]:
     return [json.dumps({"matchId": match_id}) for match_id in match_ids]
+
+
+def received_messages(*bodies: object, receive_count: int = 1) -> list[ReceivedMessage]:
+    """One message a body, ids m0, m1, ... and receipt handles r0, r1, ...; a body that
+    is not text is sent as its JSON."""
+    return [
+        ReceivedMessage(
+            message_id=f"m{number}",
+            receipt_handle=f"r{number}",
+            body=body if isinstance(body, str) else json.dumps(body),
+            receive_count=receive_count,
+        )
+        for number, body in enumerate(bodies)
+    ]

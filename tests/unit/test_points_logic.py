@@ -3,7 +3,6 @@ the stores and SQS are the in-memory fakes of tests/fakes.py."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -21,6 +20,7 @@ from matchstats.points import (
     calculate_points,
 )
 from matchstats.queues import ERROR_KIND_ATTRIBUTE, REASON_ATTRIBUTE
+from testkit.events import received_messages
 from tests.fakes import InMemoryJobStore, InMemoryPointsStore, InMemoryQueues
 
 POINTS_QUEUE = "http://sqs.local/PointsQueue"
@@ -35,20 +35,6 @@ SETTINGS = PointsSettings.from_env(
         "REFRESH_DELAY_SECONDS": "2",
     }
 )
-
-
-def message(body: object, *, receive_count: int = 1, number: int = 0) -> ReceivedMessage:
-    text = body if isinstance(body, str) else json.dumps(body)
-    return ReceivedMessage(
-        message_id=f"m{number}",
-        receipt_handle=f"r{number}",
-        body=text,
-        receive_count=receive_count,
-    )
-
-
-def messages(*bodies: object, receive_count: int = 1) -> list[ReceivedMessage]:
-    return [message(b, receive_count=receive_count, number=i) for i, b in enumerate(bodies)]
 
 
 @dataclass
@@ -79,7 +65,7 @@ def test_a_committed_batch_completes_and_asks_for_one_delayed_refresh() -> None:
     world = World()
 
     # When the batch runs
-    result = world.run(messages({"matchId": 1}, {"matchId": "2"}), remaining_ms=30_000)
+    result = world.run(received_messages({"matchId": 1}, {"matchId": "2"}), remaining_ms=30_000)
 
     # Then both complete, as changed
     assert dispositions(result) == {"m0": Disposition.COMPLETED, "m1": Disposition.COMPLETED}
@@ -107,7 +93,7 @@ def test_too_little_time_left_starts_nothing_and_retries_the_batch() -> None:
     world = World()
 
     # When the batch runs
-    result = world.run(messages({"matchId": 1}, "not json"), remaining_ms=5_500)
+    result = world.run(received_messages({"matchId": 1}, "not json"), remaining_ms=5_500)
 
     # Then nothing was written and both messages wait their 5 s backoff
     assert world.store.writes == []
@@ -127,7 +113,7 @@ def test_a_database_failure_retries_the_batch_with_the_backoff_of_each_receive()
     world = World(store=InMemoryPointsStore(fail_with=error))
 
     # When the batch runs
-    result = world.run(messages({"matchId": 1}, {"matchId": 2}, receive_count=2))
+    result = world.run(received_messages({"matchId": 1}, {"matchId": 2}, receive_count=2))
 
     # Then both are retried after 10 s, and no refresh was asked for
     assert set(dispositions(result).values()) == {Disposition.RETRY}
@@ -138,7 +124,7 @@ def test_a_database_failure_retries_the_batch_with_the_backoff_of_each_receive()
 
 def test_the_last_allowed_receive_fails_without_waiting_so_sqs_dead_letters_it_now() -> None:
     world = World(store=InMemoryPointsStore(fail_with=DatabaseUnavailableError("down")))
-    world.run(messages({"matchId": 1}, receive_count=3))
+    world.run(received_messages({"matchId": 1}, receive_count=3))
     assert world.backoffs() == [0]
 
 
@@ -148,7 +134,7 @@ def test_messages_that_can_never_succeed_go_to_the_dead_letter_queue_with_their_
     world = World(store=InMemoryPointsStore(outcomes))
 
     # When the batch runs
-    result = world.run(messages({"matchId": 1}, {"matchId": 2}, {"matchId": 3}, "{"))
+    result = world.run(received_messages({"matchId": 1}, {"matchId": 2}, {"matchId": 3}, "{"))
 
     # Then the three are dead-lettered at once, each with its kind, and not retried
     assert dispositions(result) == {
@@ -171,7 +157,7 @@ def test_messages_that_can_never_succeed_go_to_the_dead_letter_queue_with_their_
 
 def test_a_batch_of_nothing_but_poison_asks_for_no_refresh() -> None:
     world = World()
-    result = world.run(messages("nope", {"matchId": 0}))
+    result = world.run(received_messages("nope", {"matchId": 0}))
     assert set(dispositions(result).values()) == {Disposition.DEAD_LETTERED}
     assert world.sent_to(REFRESH_QUEUE) == []
 
@@ -181,7 +167,7 @@ def test_an_unreachable_dead_letter_queue_retries_the_poison_with_backoff() -> N
     world = World(queues=InMemoryQueues(unreachable=[DEAD_LETTER_QUEUE]))
 
     # When a batch with a poison message runs
-    result = world.run(messages({"matchId": 1}, "poison"))
+    result = world.run(received_messages({"matchId": 1}, "poison"))
 
     # Then the poison is retried after 5 s, its reason kept in the error, and the good
     # message completed
@@ -198,7 +184,7 @@ def test_a_poison_message_too_large_to_copy_is_left_to_sqs_redrive_at_once() -> 
     huge = "x" * 1_048_570
 
     # When the batch runs
-    result = world.run(messages(huge))
+    result = world.run(received_messages(huge))
 
     # Then it fails with visibility 0, so SQS moves it to the dead-letter queue now
     assert dispositions(result) == {"m0": Disposition.LEFT_TO_REDRIVE}
@@ -211,7 +197,7 @@ def test_points_committed_but_no_refresh_request_retries_the_committed_messages(
     world = World(queues=InMemoryQueues(unreachable=[REFRESH_QUEUE]))
 
     # When the batch runs
-    result = world.run(messages({"matchId": 1}, {"matchId": 2}, "bad"))
+    result = world.run(received_messages({"matchId": 1}, {"matchId": 2}, "bad"))
 
     # Then the committed two are retried (recomputing is a no-op; the retry asks again)
     assert dispositions(result) == {
@@ -233,7 +219,7 @@ def test_a_failure_with_no_time_left_for_history_still_settles_the_batch(
     world = World()
 
     # When the batch cannot start
-    result = world.run(messages({"matchId": 1}), remaining_ms=remaining_ms)
+    result = world.run(received_messages({"matchId": 1}), remaining_ms=remaining_ms)
 
     # Then the message is retried; the history is written only when there is time
     assert dispositions(result) == {"m0": Disposition.RETRY}
@@ -252,6 +238,6 @@ def test_history_that_cannot_be_written_changes_no_outcome(
     world = World(store=InMemoryPointsStore(fail_with=down), jobs=InMemoryJobStore(fail_with=down))
 
     # When the batch runs, Then it is retried, and the log says the history is missing
-    result = world.run(messages({"matchId": 1}))
+    result = world.run(received_messages({"matchId": 1}))
     assert dispositions(result) == {"m0": Disposition.RETRY}
     assert "jobs not recorded in job_history" in caplog.text

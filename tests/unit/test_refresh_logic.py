@@ -21,6 +21,7 @@ from matchstats.refresh import (
     ViewDecision,
     refresh_views,
 )
+from testkit.events import received_messages
 from tests.fakes import InMemoryJobStore, InMemoryQueues, InMemoryRefreshStore
 
 REFRESH_QUEUE = "http://sqs.local/RefreshQueue"
@@ -65,15 +66,6 @@ def request(
     )
 
 
-def messages(*bodies: str, receive_count: int = 1) -> list[ReceivedMessage]:
-    return [
-        ReceivedMessage(
-            message_id=f"m{i}", receipt_handle=f"r{i}", body=b, receive_count=receive_count
-        )
-        for i, b in enumerate(bodies)
-    ]
-
-
 @dataclass
 class World:
     store: InMemoryRefreshStore = field(
@@ -108,7 +100,7 @@ def test_requests_with_changes_refresh_each_view_once_and_say_how_stale_it_was()
     at = T0 + timedelta(seconds=1)
 
     # When they arrive in one batch with 60 s left
-    result = world.run(messages(request(at=at), request(at=at), request(at=at)), 60_000)
+    result = world.run(received_messages(request(at=at), request(at=at), request(at=at)), 60_000)
 
     # Then each view is refreshed once, for all three requests
     assert decisions(result) == {STANDINGS: ViewDecision.EXECUTED, STATS: ViewDecision.EXECUTED}
@@ -128,7 +120,7 @@ def test_requests_with_changes_refresh_each_view_once_and_say_how_stale_it_was()
 
 def test_requests_made_before_the_last_refresh_started_are_covered() -> None:
     world = World()
-    result = world.run(messages(request(at=T0 - timedelta(seconds=1))))
+    result = world.run(received_messages(request(at=T0 - timedelta(seconds=1))))
     assert decisions(result) == {STANDINGS: ViewDecision.COVERED, STATS: ViewDecision.COVERED}
     assert world.store.refreshed == []
     assert world.history() == [("refresh all (points)", "completed", "covered")]
@@ -140,13 +132,13 @@ def test_a_scheduled_request_with_nothing_changed_is_unchanged_unless_forced() -
 
     # When the schedule asks, Then nothing is refreshed
     world = World(store=InMemoryRefreshStore(unchanged))
-    result = world.run(messages(request(reason="schedule")))
+    result = world.run(received_messages(request(reason="schedule")))
     assert set(decisions(result).values()) == {ViewDecision.UNCHANGED}
     assert world.history() == [("refresh all (schedule)", "completed", "unchanged")]
 
     # When an operator forces it, Then both are refreshed all the same
     forced = World(store=InMemoryRefreshStore(unchanged))
-    result = forced.run(messages(request(reason="manual", force=True)))
+    result = forced.run(received_messages(request(reason="manual", force=True)))
     assert set(decisions(result).values()) == {ViewDecision.EXECUTED}
     assert all(r.forced for r in forced.store.refreshed)
 
@@ -154,7 +146,7 @@ def test_a_scheduled_request_with_nothing_changed_is_unchanged_unless_forced() -
 def test_an_unpopulated_view_is_filled_with_a_plain_refresh_once() -> None:
     states = {v: view_state(v, last_started=None, populated=False) for v in REFRESHABLE_VIEWS}
     world = World(store=InMemoryRefreshStore(states))
-    world.run(messages(request(scope=STATS, reason="api")))
+    world.run(received_messages(request(scope=STATS, reason="api")))
     assert [(r.view_name, r.concurrently) for r in world.store.refreshed] == [(STATS, False)]
 
 
@@ -163,7 +155,7 @@ def test_too_little_time_left_refreshes_nothing_and_retries_the_requests() -> No
     world = World()
 
     # When a batch arrives
-    result = world.run(messages(request(), request(scope=STATS)), remaining_ms=5_500)
+    result = world.run(received_messages(request(), request(scope=STATS)), remaining_ms=5_500)
 
     # Then no view was touched, both views failed on the deadline, both requests wait 5 s
     assert world.store.calls == []
@@ -181,7 +173,7 @@ def test_a_view_that_fails_retries_only_the_requests_that_name_it() -> None:
     world = World(store=store)
 
     # When a request for all views and one for the standings only arrive (second receive)
-    result = world.run(messages(request(), request(scope=STANDINGS), receive_count=2))
+    result = world.run(received_messages(request(), request(scope=STANDINGS), receive_count=2))
 
     # Then the standings were refreshed; the request naming competitor_stats is retried
     assert decisions(result) == {STANDINGS: ViewDecision.EXECUTED, STATS: ViewDecision.FAILED}
@@ -198,7 +190,7 @@ def test_a_view_that_fails_retries_only_the_requests_that_name_it() -> None:
 
 def test_an_invalid_request_is_dead_lettered_and_the_others_still_refresh() -> None:
     world = World()
-    result = world.run(messages(request(), json.dumps({"scope": "everything"})))
+    result = world.run(received_messages(request(), json.dumps({"scope": "everything"})))
     assert result.records["m1"].disposition is Disposition.DEAD_LETTERED
     assert result.records["m0"].disposition is Disposition.COMPLETED
     dead = [m for url, m in world.queues.sent if url == DEAD_LETTER_QUEUE]
@@ -208,7 +200,7 @@ def test_an_invalid_request_is_dead_lettered_and_the_others_still_refresh() -> N
 
 def test_an_invalid_request_is_retried_while_the_dead_letter_queue_is_unreachable() -> None:
     world = World(queues=InMemoryQueues(unreachable=[DEAD_LETTER_QUEUE]))
-    result = world.run(messages("not json"))
+    result = world.run(received_messages("not json"))
     assert result.records["m0"].disposition is Disposition.RETRY
     assert "dead-letter queue unreachable" in str(result.records["m0"].error)
     assert world.backoffs() == [5]
@@ -216,7 +208,7 @@ def test_an_invalid_request_is_retried_while_the_dead_letter_queue_is_unreachabl
 
 def test_a_request_too_large_to_dead_letter_is_left_to_sqs_redrive() -> None:
     world = World()
-    result = world.run(messages("y" * 1_048_570))
+    result = world.run(received_messages("y" * 1_048_570))
     assert result.records["m0"].disposition is Disposition.LEFT_TO_REDRIVE
     assert world.backoffs() == [0]
     assert [(s, st) for s, st, _ in world.history()] == [("refresh ?", "failed")]
@@ -231,7 +223,7 @@ def test_a_request_covered_for_one_view_and_refreshed_for_the_other_counts_as_ex
     world = World(store=InMemoryRefreshStore(states))
 
     # When the request arrives
-    result = world.run(messages(request()))
+    result = world.run(received_messages(request()))
 
     # Then one view was refreshed, the other covered, and the request executed
     assert decisions(result) == {STANDINGS: ViewDecision.EXECUTED, STATS: ViewDecision.COVERED}

@@ -20,8 +20,9 @@ from matchstats.messages import REFRESHABLE_VIEWS
 from matchstats.models import ViewRefreshDone
 from matchstats.outcomes import Disposition
 from matchstats.refresh import RESERVE_MS, RefreshDependencies, refresh_views
+from testkit.events import received_messages
 from tests.fakes import InMemoryRefreshStore
-from tests.unit.test_refresh_logic import SETTINGS, T0, World, messages, request, view_state
+from tests.unit.test_refresh_logic import SETTINGS, T0, World, request, view_state
 
 REFRESHED = StandingsRefreshed(views=["competition_standings"], competition_ids=[7], finished_at=T0)
 
@@ -74,7 +75,9 @@ def test_a_refresh_whose_event_cannot_be_delivered_completes_within_the_invocati
 
     # When the batch runs
     result = refresh_views(
-        messages(request()), deps, remaining_ms=lambda: int((deadline - time.monotonic()) * 1000)
+        received_messages(request()),
+        deps,
+        remaining_ms=lambda: int((deadline - time.monotonic()) * 1000),
     )
 
     # Then one put_events call is tried (16 s fit one call of at most 10 s, not two), the
