@@ -27,15 +27,14 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from devstack.postgres import database_url, free_port
+from devstack.postgres import database_url
 from devstack.processes import (
     make_traversable_by_others,
-    read_tail,
     spawn,
     terminate,
     unprivileged_user,
 )
-from devstack.service import Service
+from devstack.service import LocalServer, PortInUseError
 
 PGBOUNCER_BIN_ENV = "MATCHSTATS_PGBOUNCER_BIN"
 INSTALL_HINT = (
@@ -48,8 +47,6 @@ PoolMode = Literal["session", "transaction", "statement"]
 _READY_TIMEOUT_S = 15.0
 _STOP_TIMEOUT_S = 10.0
 _SERVER_CHECK_TIMEOUT_S = 5
-_PORT_ATTEMPTS = 3
-_LOG_TAIL_LINES = 30
 # Debian's PgBouncer (1.18) has no prepared-statement support; from 1.21 on it has, off
 # by default until 1.24. Pinned off, every version behaves as the one the bundle meets.
 _PREPARED_STATEMENTS_SINCE = (1, 21)
@@ -57,6 +54,10 @@ _PREPARED_STATEMENTS_SINCE = (1, 21)
 
 class PgBouncerError(RuntimeError):
     """PgBouncer could not be started or stopped."""
+
+
+class _PortInUseError(PortInUseError, PgBouncerError):
+    pass
 
 
 class PgBouncerNotInstalledError(PgBouncerError):
@@ -92,7 +93,7 @@ def pgbouncer_version(binary: Path) -> tuple[int, ...]:
     return tuple(int(part) for part in found.group(1).split("."))
 
 
-class PgBouncer(Service):
+class PgBouncer(LocalServer):
     """PgBouncer on 127.0.0.1 on a free port, passing any database name through to the
     server of `server_url` (host, port, user and password taken from it).
 
@@ -101,6 +102,9 @@ class PgBouncer(Service):
     When we are root it runs as `nobody` (it refuses root); it is shut down when we die.
     """
 
+    error = PgBouncerError
+    port_in_use = _PortInUseError
+
     def __init__(
         self,
         server_url: str,
@@ -108,6 +112,7 @@ class PgBouncer(Service):
         pool_size: int = 5,
         binary: Path | None = None,
     ) -> None:
+        super().__init__()
         self.server_url = server_url
         self.pool_mode = pool_mode
         # Fewer server connections than clients, as in production: client transactions
@@ -115,9 +120,6 @@ class PgBouncer(Service):
         self.pool_size = pool_size
         self.binary = binary or pgbouncer_binary()
         self.version = pgbouncer_version(self.binary)
-        self.base_dir: Path | None = None
-        self.port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
         self._run_as = unprivileged_user()
 
     # -- lifecycle -------------------------------------------------------------
@@ -133,14 +135,7 @@ class PgBouncer(Service):
             if self._run_as is not None:
                 os.chown(self.base_dir, self._run_as.pw_uid, self._run_as.pw_gid)
                 make_traversable_by_others(self.base_dir.parent)
-            for attempt in range(1, _PORT_ATTEMPTS + 1):
-                self.port = free_port()
-                try:
-                    self._start_process()
-                    break
-                except _PortInUseError:
-                    if attempt == _PORT_ATTEMPTS:
-                        raise
+            self.start_on_a_free_port(self._start_process)
         except BaseException:
             self.stop()
             raise
@@ -159,14 +154,6 @@ class PgBouncer(Service):
             _live.discard(self)
 
     # -- use -------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self.running and self._process else None
 
     def url_for(self, database_url_: str) -> str:
         """`database_url_` (a database on the server) routed through PgBouncer: same
@@ -196,9 +183,6 @@ class PgBouncer(Service):
         if self.base_dir is None:
             raise PgBouncerError("start() has not been called")
         return self.base_dir / "pgbouncer.log"
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        return read_tail(self.log_path, lines) if self.base_dir else ""
 
     # -- internals -------------------------------------------------------------
 
@@ -262,12 +246,7 @@ class PgBouncer(Service):
         assert self.port is not None
         deadline = time.monotonic() + _READY_TIMEOUT_S
         while True:
-            if self._process.poll() is not None:
-                tail = self.log_tail()
-                self._process = None
-                if "Address already in use" in tail:
-                    raise _PortInUseError(f"port {self.port} is in use:\n{tail}")
-                raise PgBouncerError(f"pgbouncer exited during startup; log tail:\n{tail}")
+            self.fail_if_exited("pgbouncer")
             if _accepts(self.port):
                 break
             if time.monotonic() > deadline:
@@ -286,10 +265,6 @@ class PgBouncer(Service):
                 f"pgbouncer listens but cannot reach the server: {exc}\nlog tail:\n"
                 + self.log_tail()
             ) from exc
-
-
-class _PortInUseError(PgBouncerError):
-    pass
 
 
 def _accepts(port: int) -> bool:

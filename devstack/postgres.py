@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,12 +30,11 @@ from psycopg.conninfo import make_conninfo
 from devstack.processes import (
     make_readable_by_others,
     make_traversable_by_others,
-    read_tail,
     spawn,
     terminate,
     unprivileged_user,
 )
-from devstack.service import Service
+from devstack.service import LocalServer, PortInUseError
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +43,6 @@ DATABASE_URL_ENV = "DATABASE_URL"
 
 _READY_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
-_PORT_ATTEMPTS = 3
-_LOG_TAIL_LINES = 30
 
 # The data is thrown away, so durability is traded for speed.
 _SERVER_SETTINGS = {
@@ -61,7 +57,7 @@ class EmbeddedPostgresError(RuntimeError):
     """The embedded server could not be set up, started or stopped."""
 
 
-class _PortInUseError(EmbeddedPostgresError):
+class _PortInUseError(PortInUseError, EmbeddedPostgresError):
     pass
 
 
@@ -85,22 +81,15 @@ def pg_bin_dir() -> Path:
     return bin_dir.resolve()
 
 
-def free_port() -> int:
-    # Another process can take the port before postgres binds it; start() retries.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class EmbeddedPostgres(Service):
+class EmbeddedPostgres(LocalServer):
     """A PostgreSQL server on 127.0.0.1 with trust auth, in a temp dir removed on stop()."""
 
+    error = EmbeddedPostgresError
+    port_in_use = _PortInUseError
+
     def __init__(self, bin_dir: Path | None = None) -> None:
+        super().__init__()
         self.bin_dir = bin_dir or pg_bin_dir()
-        self.base_dir: Path | None = None
-        self.port: int | None = None
-        self._process: subprocess.Popen[bytes] | None = None
         self._run_as = unprivileged_user()
 
     # -- lifecycle -------------------------------------------------------------
@@ -115,15 +104,7 @@ class EmbeddedPostgres(Service):
             if self._run_as is not None:
                 self._grant_unprivileged_access()
             self._initdb()
-            for attempt in range(1, _PORT_ATTEMPTS + 1):
-                self.port = free_port()
-                try:
-                    self.start_server()
-                    break
-                except _PortInUseError:
-                    if attempt == _PORT_ATTEMPTS:
-                        raise
-                    logger.info("port %s was taken before postgres bound it; retrying", self.port)
+            self.start_on_a_free_port(self.start_server)
         except BaseException:
             self.stop()
             raise
@@ -177,14 +158,6 @@ class EmbeddedPostgres(Service):
     # -- introspection ---------------------------------------------------------
 
     @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self.running and self._process else None
-
-    @property
     def url(self) -> str:
         if self.port is None:
             raise EmbeddedPostgresError("start() has not been called")
@@ -197,9 +170,6 @@ class EmbeddedPostgres(Service):
     @property
     def log_path(self) -> Path:
         return self._base() / "postgres.log"
-
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        return read_tail(self.log_path, lines) if self.base_dir else ""
 
     # -- internals -------------------------------------------------------------
 
@@ -241,12 +211,7 @@ class EmbeddedPostgres(Service):
         assert self._process is not None
         deadline = time.monotonic() + _READY_TIMEOUT_S
         while True:
-            if self._process.poll() is not None:
-                tail = self.log_tail()
-                self._process = None
-                if "Address already in use" in tail:
-                    raise _PortInUseError(f"port {self.port} is in use:\n{tail}")
-                raise EmbeddedPostgresError(f"postgres exited during startup; log tail:\n{tail}")
+            self.fail_if_exited("postgres")
             try:
                 # The Unix socket refuses instantly until postgres is up, whereas TCP to
                 # a port someone else grabbed would hang for connect_timeout. Once it

@@ -8,6 +8,7 @@ import logging
 import os
 import pwd
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -97,6 +98,15 @@ def terminate(process: subprocess.Popen[bytes], signum: signal.Signals, timeout_
         logger.warning("pid %s ignored %s; killing it", process.pid, signum.name)
         process.kill()
         process.wait()
+
+
+def free_port() -> int:
+    """A loopback port free now; another process can take it before the server binds it,
+    which LocalServer.start_on_a_free_port retries."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def read_tail(path: Path, lines: int) -> str:

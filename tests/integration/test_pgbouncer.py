@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from devstack.pgbouncer import PgBouncer, PgBouncerError
-from devstack.postgres import EmbeddedPostgres, create_database, drop_database, free_port
-from devstack.processes import UNPRIVILEGED_USER
+from devstack.postgres import EmbeddedPostgres, create_database, drop_database
+from devstack.processes import UNPRIVILEGED_USER, free_port
 
 
 def backend_pid(url: str) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from calculate_points import app
 from devstack.lambda_context import LambdaContext
-from devstack.postgres import free_port
+from devstack.processes import free_port
 from testkit.events import points_bodies, sqs_event
 from testkit.oracle import actual_match_points, expected_match_points
 from testkit.seed import complete_matches, create_season

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devstack.postgres import free_port
+from devstack.processes import free_port
 from tests.integration.cli.steps import cli, season
 from tests.template_queues import TemplateQueues
 
