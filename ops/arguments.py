@@ -244,22 +244,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     dead_letters = command("dlq", "dead-letter queues: show, redrive, discard")
     actions = dead_letters.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = command(
+
+    def dlq_action(name: str, help_text: str, description: str) -> _Parser:
+        """An action of `matchstats dlq`, on the dead-letter queue it names first."""
+        action = command(name, help_text, description, group=actions)
+        action.add_argument(
+            "queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue"
+        )
+        return action
+
+    show = dlq_action(
         "show",
         "list dead-lettered messages and their reasons, without consuming them",
         DLQ_SHOW_HELP,
-        group=actions,
     )
-    show.add_argument("queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue")
     show.add_argument("--limit", type=_limit(1000), default=10, metavar="N", help="default 10")
     show.set_defaults(run=dlq_commands.dlq_show)
-    redrive = command(
+    redrive = dlq_action(
         "redrive",
         "move dead-lettered messages back to their source queue",
         DLQ_REDRIVE_HELP,
-        group=actions,
     )
-    redrive.add_argument("queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue")
     redrive.add_argument(
         "--limit", type=_positive_int, metavar="N", help="move at most N (default: all)"
     )
@@ -279,13 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _selection_arguments(redrive, "move")
     redrive.set_defaults(run=dlq_commands.dlq_redrive)
-    discard = command(
+    discard = dlq_action(
         "discard",
         "delete dead-lettered messages for good (asks first unless --yes)",
         DLQ_DISCARD_HELP,
-        group=actions,
     )
-    discard.add_argument("queue", choices=tuple(DEAD_LETTER_PAIRS), help="which dead-letter queue")
     _selection_arguments(discard, "discard")
     discard.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     discard.set_defaults(run=dlq_commands.dlq_discard)
