@@ -308,12 +308,15 @@ class SecretStore:
 
 @dataclass
 class FakeClock:
-    """A monotonic clock that moves only when a test moves `now`."""
+    """A monotonic clock that moves only when a test moves `now`, or sleeps on it."""
 
     now: float = 1_000.0
 
     def __call__(self) -> float:
         return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @dataclass

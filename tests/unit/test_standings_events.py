@@ -21,7 +21,7 @@ from matchstats.models import ViewRefreshDone
 from matchstats.outcomes import Disposition
 from matchstats.refresh import RESERVE_MS, RefreshDependencies, refresh_views
 from testkit.events import received_messages
-from tests.fakes import InMemoryRefreshStore
+from tests.fakes import FakeClock, InMemoryRefreshStore
 from tests.unit.test_refresh_logic import SETTINGS, T0, World, request, view_state
 
 REFRESHED = StandingsRefreshed(views=["competition_standings"], competition_ids=[7], finished_at=T0)
@@ -90,7 +90,7 @@ def test_a_refresh_whose_event_cannot_be_delivered_completes_within_the_invocati
 
 def test_no_put_events_call_starts_that_could_end_after_the_budget() -> None:
     # Given a client whose every call fails after taking 4 s (on a fake clock)
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     client = SlowFailingClient(clock, seconds=4.0)
     events = StandingsEvents(client, sleep=clock.sleep, clock=clock)
 
@@ -104,24 +104,13 @@ def test_no_put_events_call_starts_that_could_end_after_the_budget() -> None:
 
 
 def test_too_small_a_budget_tries_nothing_and_says_so() -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     client = SlowFailingClient(clock, seconds=4.0)
     assert (
         StandingsEvents(client, sleep=clock.sleep, clock=clock).publish(REFRESHED, budget_s=3.0)
         is False
     )
     assert client.calls == 0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class SlowFailingClient:
