@@ -1,7 +1,9 @@
 """P1: matches per second through CalculatePointsFunction's handler, against the floor.
 
-Both sides process the same completed matches in the same batches of 10, each pass on
-an empty match_points:
+Both sides process the same completed matches in the same batches of 10, each pass on top
+of a realistic history (HISTORY_ROWS match_points rows of earlier seasons, 1M at the full
+size, grown set-based as P4 grows its table), so that the figure holds at any size: every
+plan and index the batches use is the one a large table gets.
 - handler: `lambda_handler` with its dependencies handed in (the real PointsStore and
   JobStore on PostgreSQL, SQS replaced by an in-memory fake so that SQS is not
   measured): event parsing, the batch processor, the logic, one pipelined transaction;
@@ -19,7 +21,16 @@ from typing import Any
 
 import psycopg
 
-from bench.database import connect, fresh_database, insert_fixtures, load_sql, vacuum_analyze
+from bench.database import (
+    ROWS_PER_MATCH,
+    bulk_points,
+    connect,
+    fresh_database,
+    insert_fixtures,
+    load_sql,
+    match_points_rows,
+    vacuum_analyze,
+)
 from bench.fakes import InMemorySqs
 from bench.measure import Progress, median, ratio, stdout_discarded
 from bench.sizes import Size
@@ -38,6 +49,8 @@ from testkit.events import points_bodies, sqs_event
 
 BATCH_SIZE = 10
 TARGET_RATIO = 0.7
+# match_points rows already there before the measured matches, by size.
+HISTORY_ROWS = {"tiny": 4_000, "full": 1_000_000}
 FUNCTION = "CalculatePointsFunction"
 FUNCTION_TIMEOUT_S = 120
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/{}"
@@ -126,8 +139,9 @@ class FloorSide:
             self.conn.execute(statement, {"match_ids": list(batch)})
 
 
-def _reset(conn: psycopg.Connection) -> None:
-    conn.execute(load_sql("reset_points"))
+def _reset(conn: psycopg.Connection, history_matches: int) -> None:
+    conn.execute(load_sql("reset_points"), {"history_matches": history_matches})
+    conn.execute("VACUUM match_points, job_history")
 
 
 def _timed(run: Callable[[], None]) -> float:
@@ -138,9 +152,14 @@ def _timed(run: Callable[[], None]) -> float:
 
 def measure(server_url: str, size: Size, progress: Progress) -> dict[str, Any]:
     with fresh_database(server_url, "points") as url, connect(url) as conn:
-        insert_fixtures(conn, 1, size.points_matches, completed=True)
+        history = HISTORY_ROWS.get(size.name, HISTORY_ROWS["full"]) // ROWS_PER_MATCH
+        progress(f"P1 growing match_points to {history * ROWS_PER_MATCH:,} rows (set-based)")
+        insert_fixtures(conn, 1, history + size.points_matches, completed=True)
+        bulk_points(conn, 1, history)
         vacuum_analyze(conn)
-        match_ids = list(range(1, size.points_matches + 1))
+        history_rows = match_points_rows(conn)
+        reset = partial(_reset, conn, history)
+        match_ids = list(range(history + 1, history + size.points_matches + 1))
         batches = [match_ids[i : i + BATCH_SIZE] for i in range(0, len(match_ids), BATCH_SIZE)]
         events = [sqs_event(points_bodies(*batch)) for batch in batches]
 
@@ -158,16 +177,16 @@ def measure(server_url: str, size: Size, progress: Progress) -> dict[str, Any]:
             # Alternating the order spreads any drift of the machine over every side.
             order = list(passes) if repeat % 2 == 0 else list(reversed(passes))
             for side in order:
-                _reset(conn)
+                reset()
                 progress(
                     f"P1 {side} pass {repeat + 1}/{size.points_repeats}: {len(batches)} batches"
                 )
                 seconds[side].append(_timed(passes[side]))
-                rows[side] = _count(conn, "SELECT count(*) FROM match_points")
+                rows[side] = match_points_rows(conn) - history_rows
         connections.close()
 
         progress("P1 round trips: the same batches with and without added latency")
-        wire = _wire(url, conn, batches[: size.wire_sample_batches], size.wire_delay_s)
+        wire = _wire(url, reset, batches[: size.wire_sample_batches], size.wire_delay_s)
 
     handler_rate = size.points_matches / median(seconds["handler"])
     floor_rate = size.points_matches / median(seconds["floor"])
@@ -176,6 +195,7 @@ def measure(server_url: str, size: Size, progress: Progress) -> dict[str, Any]:
         "batch_size": BATCH_SIZE,
         "batches": len(batches),
         "repeats": size.points_repeats,
+        "history_rows": history_rows,
         "handler": {
             "matches_per_s": handler_rate,
             "seconds": seconds["handler"],
@@ -204,7 +224,7 @@ def measure(server_url: str, size: Size, progress: Progress) -> dict[str, Any]:
 
 
 def _wire(
-    url: str, conn: psycopg.Connection, batches: Sequence[Sequence[int]], delay_s: float
+    url: str, reset: Callable[[], None], batches: Sequence[Sequence[int]], delay_s: float
 ) -> dict[str, dict[str, float | None]]:
     """Statements and syncs per batch from libpq's trace; round trips per batch from the
     extra time the same batches take behind a proxy that delays the client's traffic."""
@@ -220,9 +240,9 @@ def _wire(
                 if side == "handler"
                 else partial(FloorSide(proxied, connections).run, batches)
             )
-            wire[side] = _wire_side(run, trace, proxy, conn, len(batches), delay_s)
+            wire[side] = _wire_side(run, trace, proxy, reset, len(batches), delay_s)
             connections.close()
-    _reset(conn)
+    reset()
     return wire
 
 
@@ -230,12 +250,12 @@ def _wire_side(
     run: Callable[[], None],
     trace: ProtocolTrace,
     proxy: TcpProxy,
-    conn: psycopg.Connection,
+    reset: Callable[[], None],
     units: int,
     delay_s: float,
 ) -> dict[str, float | None]:
     def timed_at(delay: float) -> float:
-        _reset(conn)
+        reset()
         proxy.delay_s = delay
         return _timed(run)
 
@@ -246,9 +266,3 @@ def _wire_side(
     plain_s = (first_plain_s + timed_at(0.0)) / 2
     waits = round_trips(plain_s, delayed_s, units, delay_s)
     return per_unit(counts, units, waits).as_dict()
-
-
-def _count(conn: psycopg.Connection, query: str) -> int:
-    row = conn.execute(query).fetchone()
-    assert row is not None
-    return int(row[0])
