@@ -53,3 +53,20 @@ def test_an_alarm_without_a_deadline_never_fires_and_an_action_that_fails_stops_
     assert later.wait(2)
     assert not fired.is_set()
     unlimited.disarm()
+
+
+def test_an_earlier_alarm_armed_after_a_later_one_still_fires_on_time() -> None:
+    # Given an alarm for 2 s, which the watchdog thread now waits for
+    watchdog = Watchdog()
+    late = watchdog.arm(2, lambda: None)
+    time.sleep(0.05)
+    # ...and then one for 50 ms
+    fired = threading.Event()
+    started = time.monotonic()
+    watchdog.arm(0.05, fired.set)
+
+    # When its time is up, Then it runs, about on time, and the later one is still armed
+    assert fired.wait(1)
+    assert time.monotonic() - started < 0.5
+    late.disarm()
+    assert not late.fired

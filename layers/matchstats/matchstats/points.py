@@ -218,7 +218,9 @@ def _request_refresh(
         return
     for row in done:
         batch.result.records[row.job_id] = RecordResult(Disposition.COMPLETED, changed=row.changed)
-    logger.info(
+    # Debug, not info: every batch's outcome is already in job_history and the function's
+    # metrics, and formatting this line was a sixth of the handler's own Python time.
+    logger.debug(
         "points batch committed",
         extra={
             "completed": len(done),

@@ -60,6 +60,8 @@ class Watchdog:
         self._alarms: set[Alarm] = set()
         self._wakeup = threading.Condition()
         self._pid: int | None = None
+        # When the thread will look at the alarms next (inf: not before it is woken).
+        self._next_look = math.inf
 
     def arm(self, after_s: float, action: Callable[[], None]) -> Alarm:
         """Runs `action` in `after_s` seconds unless the returned alarm is disarmed first."""
@@ -69,7 +71,11 @@ class Watchdog:
         with self._wakeup:
             self._ensure_thread()
             self._alarms.add(alarm)
-            self._wakeup.notify()
+            # Woken only for an earlier deadline than it already waits for: every unit of
+            # work arms an alarm, and waking the thread each time costs the work a switch.
+            if alarm.deadline < self._next_look:
+                self._next_look = alarm.deadline
+                self._wakeup.notify()
         return alarm
 
     def _forget(self, alarm: Alarm) -> None:
@@ -89,6 +95,7 @@ class Watchdog:
                 self._alarms.difference_update(due)
                 if not due:
                     next_deadline = min((alarm.deadline for alarm in self._alarms), default=None)
+                    self._next_look = math.inf if next_deadline is None else next_deadline
                     timeout = None if next_deadline is None else next_deadline - self._clock()
                     self._wakeup.wait(timeout)
                     continue
