@@ -54,6 +54,15 @@ class ScaleData:
                 vacuum_analyze(conn)
             return match_points_rows(conn)
 
+    def add_scheduled(self, count: int) -> list[int]:
+        """`count` scheduled matches after the last one, for a figure to complete; growth
+        later goes on after them."""
+        first = self.matches + 1
+        with connect(self.url) as conn:
+            insert_fixtures(conn, first, count, completed=False)
+        self.matches += count
+        return list(range(first, first + count))
+
     @property
     def competitions(self) -> int:
         return -(-self.matches // MATCHES_PER_COMPETITION)

@@ -161,7 +161,69 @@ def rows(results: dict[str, Any]) -> list[Row]:
                     NO_TARGET if function["succeeded"] else "invocation failed",
                 )
             )
+    table += _standings_rows(figures)
     return table
+
+
+def _standings_rows(figures: dict[str, Any]) -> list[Row]:
+    """P7-P9: the two standings modes, their freshness and the points path's lock waits."""
+    table: list[Row] = []
+    p7 = figures.get("p7_standings_modes")
+    if p7:
+        targets = {target["at_rows"]: target for target in p7["targets"]}
+        for step in p7["steps"]:
+            target = targets.get(step["nominal_rows"])
+            table.append(
+                Row(
+                    f"P7 standings refresh, {step['match_points_rows']:,} rows",
+                    f"incremental {step['incremental_s']:.3f} s",
+                    f"view (concurrently) {step['view_s']:.3f} s",
+                    _x(step["ratio"]) + " cheaper",
+                    f">= {target['ratio_at_least']:g}x" if target else NO_TARGET,
+                    _verdict(target["meets_target"]) if target else NO_TARGET,
+                )
+            )
+        crossing = p7["crossover_rows"]
+        table.append(
+            Row(
+                "P7 crossover",
+                f"{crossing:,.0f} rows" if crossing else "none in the sizes measured",
+                f"{p7['cheaper_when_small']} cheaper below",
+                NO_TARGET,
+                NO_TARGET,
+                NO_TARGET,
+            )
+        )
+    p8 = figures.get("p8_freshness")
+    if p8:
+        incremental, view = p8["runs"]["incremental"], p8["runs"]["materialized-view"]
+        table.append(
+            Row(
+                f"P8 freshness, {incremental['match_points_rows']:,} rows",
+                f"incremental p50 {_s(incremental['p50_s'])}, p95 {_s(incremental['p95_s'])}",
+                f"view p50 {_s(view['p50_s'])}, p95 {_s(view['p95_s'])}",
+                _x(p8["p95_ratio"]) + " (p95)",
+                f"incremental p95 <= {incremental['target_p95_s']:.1f} s",
+                _verdict(p8["meets_target"]),
+            )
+        )
+    p9 = figures.get("p9_lock_waits")
+    if p9:
+        table.append(
+            Row(
+                f"P9 lock waits, {p9['workers']} points workers",
+                f"{p9['lock_wait_share']:.2%} of database time",
+                f"{p9['active_samples']:,} active backend samples",
+                NO_TARGET,
+                f"< {p9['target']['share_below']:.0%}",
+                _verdict(p9["meets_target"]),
+            )
+        )
+    return table
+
+
+def _s(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{seconds:.2f} s"
 
 
 def _wire(per_batch: dict[str, float | None]) -> str:

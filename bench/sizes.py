@@ -1,5 +1,5 @@
 """How big each figure's run is: `tiny` (seconds, run by `make test`) and `full`
-(`make bench`, under 10 minutes on 2 cores)."""
+(`make bench`: P1-P6 in a few minutes on 2 cores, P7-P9 at 5M rows in about 20 more)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,18 @@ class Size:
     readers_interval_s: float
     # P5: fresh interpreters per function and per baseline.
     import_repeats: int
+    # P7: both standings modes at each step (after P4 where the steps meet), matches
+    # changed through the points write before each refresh; `--rows-25m` adds 25M rows.
+    modes_rows: tuple[int, ...]
+    modes_changed_matches: int
+    modes_repeats: int
+    # P8 and P9 run at the largest of modes_rows. P8: completions per second through the
+    # points logic for `freshness_stream_s`, in each mode, times scaled as P2's.
+    freshness_matches_per_s: float
+    freshness_stream_s: float
+    # P9: points workers at once, each on its own batches of 10 until all are done.
+    lock_workers: int
+    lock_matches: int
 
 
 TINY = Size(
@@ -48,6 +60,13 @@ TINY = Size(
     readers_refresh_rounds=5,
     readers_interval_s=0.002,
     import_repeats=1,
+    modes_rows=(1_000, 3_000, 10_000, 20_000),
+    modes_changed_matches=20,
+    modes_repeats=1,
+    freshness_matches_per_s=40.0,
+    freshness_stream_s=2.0,
+    lock_workers=5,
+    lock_matches=200,
 )
 
 FULL = Size(
@@ -67,6 +86,16 @@ FULL = Size(
     readers_refresh_rounds=3,
     readers_interval_s=0.002,
     import_repeats=5,
+    modes_rows=(10_000, 100_000, 1_000_000, 5_000_000),
+    modes_changed_matches=1_000,
+    modes_repeats=3,
+    freshness_matches_per_s=20.0,
+    freshness_stream_s=60.0,
+    lock_workers=5,
+    lock_matches=10_000,
 )
+
+# `--rows-25m`: P7's last step, 25M match_points rows (about 30 minutes on 2 cores).
+ROWS_25M = 25_000_000
 
 SIZES = {size.name: size for size in (TINY, FULL)}

@@ -17,8 +17,13 @@ fresh AS (
     SELECT s.*
     FROM touched AS t
     CROSS JOIN LATERAL (
+        -- OFFSET 0 keeps this subquery from being pulled up into a join with touched: the
+        -- planner then merges the touched keys with the aggregate of all of match_points,
+        -- a scan of the whole table (0.67 s at 1M rows by EXPLAIN ANALYZE, for 2k keys).
+        -- Kept apart, it runs once per key by index, whatever the table's size.
         SELECT * FROM standings_source AS src
         WHERE src.competition_id = t.competition_id AND src.competitor_id = t.competitor_id
+        OFFSET 0
     ) AS s
 ),
 upserted AS (
