@@ -55,7 +55,7 @@ def test_the_tiny_run_writes_the_table_the_json_and_the_chart(
     results, out, stdout = bench_run
 
     # Then it printed one table row per figure and wrote the JSON and one PNG chart
-    for figure in ("P1", "P2", "P3", "P4", "P5", "P6"):
+    for figure in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "P9"):
         assert f"\n{figure} " in stdout
     assert set(results["figures"]) == {
         "p1_points_throughput",
@@ -64,6 +64,9 @@ def test_the_tiny_run_writes_the_table_the_json_and_the_chart(
         "p4_refresh_cost",
         "p5_cold_start",
         "p6_memory",
+        "p7_standings_modes",
+        "p8_freshness",
+        "p9_lock_waits",
     }
     assert results["meta"]["size"] == "tiny"
     assert results["meta"]["machine"]["cores"] >= 1
@@ -166,3 +169,65 @@ def test_cold_start_and_memory_are_measured_for_every_function(
     for name in ("RefreshApiFunction", "ScheduledRefreshFunction"):
         assert not p5[name]["imports_psycopg"]
         assert not p5[name]["imports_psycopg_tracing_disabled"]
+
+
+@pytest.mark.slow
+def test_both_standings_modes_are_refreshed_at_each_size_and_agree_with_a_recomputation(
+    bench_run: tuple[dict[str, Any], Path, str],
+) -> None:
+    # Given the tiny run's P7
+    p7 = bench_run[0]["figures"]["p7_standings_modes"]
+
+    # Then each size, growing, was refreshed in both modes after the same changes
+    rows = [step["match_points_rows"] for step in p7["steps"]]
+    assert len(rows) >= 3
+    assert rows == sorted(rows)
+    for step in p7["steps"]:
+        assert positive(step["view_s"], step["incremental_s"])
+        assert step["ratio"] == pytest.approx(step["view_s"] / step["incremental_s"])
+        # ...the points write logged the keys of the changed matches, both sides of each
+        for keys in step["logged_keys"].values():
+            assert 2 <= keys <= 2 * step["changed_matches"]
+        # ...and the incremental tables equal a full recomputation
+        assert step["mismatched_rows"] == 0
+    # ...the crossover, when there is one, lies within the sizes measured
+    if p7["crossover_rows"] is not None:
+        assert rows[0] <= p7["crossover_rows"] <= rows[-1]
+    assert p7["cheaper_when_small"] in ("materialized-view", "incremental")
+
+
+@pytest.mark.slow
+def test_freshness_is_measured_in_both_modes_and_every_completion_became_visible(
+    bench_run: tuple[dict[str, Any], Path, str],
+) -> None:
+    # Given the tiny run's P8
+    p8 = bench_run[0]["figures"]["p8_freshness"]
+
+    # Then in each mode the stream drained, each view was refreshed, no completion was
+    # left unseen, and the percentiles are in order
+    assert set(p8["runs"]) == {"materialized-view", "incremental"}
+    for run in p8["runs"].values():
+        assert run["drained"]
+        assert run["never_visible"] == 0
+        assert all(count > 0 for count in run["refreshes"].values())
+        assert 0 < run["p50_s"] <= run["p95_s"] <= run["max_s"]
+        # ...a completion takes at least the (scaled) refresh delay to show
+        assert run["p50_s"] >= p8["time_scale"] * 1.0
+    assert p8["p95_ratio"] == pytest.approx(
+        p8["runs"]["materialized-view"]["p95_s"] / p8["runs"]["incremental"]["p95_s"]
+    )
+
+
+@pytest.mark.slow
+def test_lock_waits_are_a_share_of_the_points_workers_database_time(
+    bench_run: tuple[dict[str, Any], Path, str],
+) -> None:
+    # Given the tiny run's P9
+    p9 = bench_run[0]["figures"]["p9_lock_waits"]
+
+    # Then five workers processed every match, and the sampler saw them at work
+    assert p9["workers"] == 5
+    assert p9["failed_records"] == 0
+    assert p9["active_samples"] > 0
+    assert 0 <= p9["lock_wait_samples"] <= p9["active_samples"]
+    assert p9["lock_wait_share"] == pytest.approx(p9["lock_wait_samples"] / p9["active_samples"])
