@@ -4,8 +4,10 @@ workers at once (CalculatePointsFunction's MaximumConcurrency) on the large tabl
 Each worker runs the real points logic on its own batches of 10 completed matches, back
 to back. Meanwhile a sampler reads pg_stat_activity every ~2 ms: each sample counts the
 workers' backends that are running a statement (database time) and those of them that
-wait for a heavyweight lock (wait_event_type 'Lock': a row, a tuple, a transaction, an
-advisory lock). The share is one count over the other, summed over the samples.
+wait for a heavyweight lock (wait_event_type 'Lock'). The share is one count over the
+other, summed over the samples. Waits for a shared row (a tuple, another transaction,
+an advisory lock: everything but 'extend') are the target's; waits to extend a table's
+file, which appending batches take in turn, are reported beside them.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ APPLICATION_NAME = "bench_points_worker"
 
 _SAMPLE = """
 SELECT count(*) FILTER (WHERE state = 'active')                                  AS active,
-       count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock')     AS waiting,
+       count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock'
+                        AND wait_event <> 'extend')                              AS on_rows,
+       count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock'
+                        AND wait_event = 'extend')                               AS extending,
        coalesce(array_agg(wait_event) FILTER (WHERE state = 'active'
                                               AND wait_event_type = 'Lock'), '{}') AS events
 FROM pg_stat_activity
@@ -78,7 +83,7 @@ def measure(
         for share in shares
     ]
     progress(f"P9 {workers} points workers: {len(match_ids):,} matches at {rows:,} rows")
-    active = waiting = samples = 0
+    active = waiting = extending = samples = 0
     events: Counter[str] = Counter()
     with connect(url) as sampler:
         started = time.perf_counter()
@@ -90,13 +95,18 @@ def measure(
             samples += 1
             active += row[0]
             waiting += row[1]
-            events.update(row[2])
+            extending += row[2]
+            events.update(row[3])
             time.sleep(SAMPLE_INTERVAL_S)
         elapsed = time.perf_counter() - started
     for thread in threads:
         thread.join()
     share = ratio(waiting, active) if active else 0.0
-    progress(f"P9 lock waits {share:.2%} of {active:,} active samples in {elapsed:.1f} s")
+    extension_share = ratio(extending, active) if active else 0.0
+    progress(
+        f"P9 lock waits on shared rows {share:.2%}, to extend a table {extension_share:.2%},"
+        f" of {active:,} active samples in {elapsed:.1f} s"
+    )
     return {
         "workers": workers,
         "match_points_rows": rows,
@@ -107,9 +117,11 @@ def measure(
         "samples": samples,
         "active_samples": active,
         "lock_wait_samples": waiting,
+        "extension_wait_samples": extending,
         "lock_wait_events": dict(events),
         "failed_records": sum(failures),
         "lock_wait_share": share,
+        "extension_wait_share": extension_share,
         "target": {"share_below": TARGET_SHARE},
         "meets_target": share < TARGET_SHARE and active > 0,
     }

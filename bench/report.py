@@ -212,8 +212,9 @@ def _standings_rows(figures: dict[str, Any]) -> list[Row]:
         table.append(
             Row(
                 f"P9 lock waits, {p9['workers']} points workers",
-                f"{p9['lock_wait_share']:.2%} of database time",
-                f"{p9['active_samples']:,} active backend samples",
+                f"{p9['lock_wait_share']:.2%} of database time on shared rows",
+                f"{p9['extension_wait_share']:.2%} extending tables,"
+                f" of {p9['active_samples']:,} samples",
                 NO_TARGET,
                 f"< {p9['target']['share_below']:.0%}",
                 _verdict(p9["meets_target"]),
