@@ -114,7 +114,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy layers/matchstats/matchstats functions devstack ops testkit bench
 
 # The figures of README's Benchmarks section; BENCH_ARGS="--size tiny" for a quick run,
-# ROWS25M=1 to measure P7 at 25M match_points rows as well (about 30 minutes more).
+# ROWS25M=1 to measure P7 at 25M match_points rows as well (about 18 minutes more).
 .PHONY: bench
 bench: $(STAMP)
 	PYTHONPATH=layers/matchstats:functions $(PY) -m bench $(if $(ROWS25M),--rows-25m) $(BENCH_ARGS)

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rows-25m",
         action="store_true",
-        help="P7 also at 25M match_points rows (about 30 more minutes on 2 cores)",
+        help="P7 also at 25M match_points rows (about 18 more minutes on 2 cores)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)

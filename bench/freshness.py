@@ -32,7 +32,7 @@ from bench.coalescing import (
     coalesced,
 )
 from bench.database import complete_matches, connect
-from bench.fakes import InMemorySqs
+from bench.fakes import InMemorySqs, points_messages
 from bench.measure import Progress, percentile, ratio
 from bench.points_throughput import QUEUE_URL, points_settings
 from matchstats.config import RefreshSettings
@@ -41,11 +41,10 @@ from matchstats.db.jobs import JobStore
 from matchstats.db.points import PointsStore
 from matchstats.db.refresh import RefreshStore
 from matchstats.messages import REFRESHABLE_VIEWS
-from matchstats.models import ReceivedMessage, StandingsMode, ViewRefreshDone, ViewState
+from matchstats.models import StandingsMode, ViewRefreshDone, ViewState
 from matchstats.points import PointsDependencies, calculate_points
 from matchstats.refresh import RefreshDependencies
 from matchstats.stores import Decision
-from testkit.events import points_bodies
 
 # Slack on top of the refresh delay and the batching window, for the refresh itself.
 TARGET_SLACK_S = 1.0
@@ -165,12 +164,7 @@ def run_stream(
                 time.sleep(pause)
             completed_at = _clock(conn)
             complete_matches(conn, batch)
-            messages = [
-                ReceivedMessage(
-                    message_id=f"points-{m}", receipt_handle=f"points-{m}", body=b, receive_count=1
-                )
-                for m, b in zip(batch, points_bodies(*batch), strict=True)
-            ]
+            messages = points_messages(batch)
             calculate_points(messages, points, remaining_ms=lambda: FUNCTION_TIMEOUT_MS)
             completions.append(Completion(completed_at, _clock(conn)))
         deadline = time.monotonic() + drain_limit_s

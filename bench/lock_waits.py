@@ -21,16 +21,14 @@ from psycopg.conninfo import make_conninfo
 
 from bench.coalescing import FUNCTION_TIMEOUT_MS, POINTS_BATCH
 from bench.database import complete_matches, connect
-from bench.fakes import InMemorySqs
+from bench.fakes import InMemorySqs, points_messages
 from bench.measure import Progress, ratio
 from bench.points_throughput import points_settings
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.jobs import JobStore
 from matchstats.db.points import PointsStore
-from matchstats.models import ReceivedMessage
 from matchstats.outcomes import Disposition
 from matchstats.points import PointsDependencies, calculate_points
-from testkit.events import points_bodies
 
 TARGET_SHARE = 0.01
 SAMPLE_INTERVAL_S = 0.002
@@ -58,12 +56,7 @@ def _worker(url: str, batches: list[list[int]], failures: list[int]) -> None:
         queues=InMemorySqs(),
     )
     for batch in batches:
-        messages = [
-            ReceivedMessage(
-                message_id=f"points-{m}", receipt_handle=f"points-{m}", body=b, receive_count=1
-            )
-            for m, b in zip(batch, points_bodies(*batch), strict=True)
-        ]
+        messages = points_messages(batch)
         result = calculate_points(messages, deps, remaining_ms=lambda: FUNCTION_TIMEOUT_MS)
         failures.append(len(result.records) - result.count(Disposition.COMPLETED))
 

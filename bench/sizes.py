@@ -1,5 +1,5 @@
 """How big each figure's run is: `tiny` (seconds, run by `make test`) and `full`
-(`make bench`: P1-P6 in a few minutes on 2 cores, P7-P9 at 5M rows in about 20 more)."""
+(`make bench`: P1-P6 in a few minutes on 2 cores, P7-P9 at 5M rows in about 8 more)."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ FULL = Size(
     lock_matches=10_000,
 )
 
-# `--rows-25m`: P7's last step, 25M match_points rows (about 30 minutes on 2 cores).
+# `--rows-25m`: P7's last step, 25M match_points rows (about 18 more minutes on 2 cores).
 ROWS_25M = 25_000_000
 
 SIZES = {size.name: size for size in (TINY, FULL)}
