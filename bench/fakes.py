@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from matchstats.models import ReceivedMessage
 from matchstats.queues import OutgoingMessage, Queues, RetryTicket, SQSClient
-from testkit.events import points_bodies
 
 
 @dataclass(order=True)
@@ -134,13 +133,3 @@ class InMemorySqs(Queues):
 
     def sent(self, queue_url: str) -> int:
         return self.queue(queue_url).sent
-
-
-def points_messages(match_ids: Sequence[int]) -> list[ReceivedMessage]:
-    """Points messages for the matches, as CalculatePointsFunction receives them."""
-    return [
-        ReceivedMessage(
-            message_id=f"points-{m}", receipt_handle=f"points-{m}", body=body, receive_count=1
-        )
-        for m, body in zip(match_ids, points_bodies(*match_ids), strict=True)
-    ]

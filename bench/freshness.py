@@ -32,7 +32,7 @@ from bench.coalescing import (
     coalesced,
 )
 from bench.database import complete_matches, connect
-from bench.fakes import InMemorySqs, points_messages
+from bench.fakes import InMemorySqs
 from bench.measure import Progress, percentile, ratio
 from bench.points_throughput import QUEUE_URL, points_settings
 from matchstats.config import RefreshSettings
@@ -45,6 +45,7 @@ from matchstats.models import StandingsMode, ViewRefreshDone, ViewState
 from matchstats.points import PointsDependencies, calculate_points
 from matchstats.refresh import RefreshDependencies
 from matchstats.stores import Decision
+from testkit.events import points_bodies, received_messages
 
 # Slack on top of the refresh delay and the batching window, for the refresh itself.
 TARGET_SLACK_S = 1.0
@@ -164,7 +165,7 @@ def run_stream(
                 time.sleep(pause)
             completed_at = _clock(conn)
             complete_matches(conn, batch)
-            messages = points_messages(batch)
+            messages = received_messages(*points_bodies(*batch))
             calculate_points(messages, points, remaining_ms=lambda: FUNCTION_TIMEOUT_MS)
             completions.append(Completion(completed_at, _clock(conn)))
         deadline = time.monotonic() + drain_limit_s

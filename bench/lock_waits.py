@@ -21,7 +21,7 @@ from psycopg.conninfo import make_conninfo
 
 from bench.coalescing import FUNCTION_TIMEOUT_MS, POINTS_BATCH
 from bench.database import complete_matches, connect
-from bench.fakes import InMemorySqs, points_messages
+from bench.fakes import InMemorySqs
 from bench.measure import Progress, ratio
 from bench.points_throughput import points_settings
 from matchstats.db.connection import ConnectionProvider
@@ -29,6 +29,7 @@ from matchstats.db.jobs import JobStore
 from matchstats.db.points import PointsStore
 from matchstats.outcomes import Disposition
 from matchstats.points import PointsDependencies, calculate_points
+from testkit.events import points_bodies, received_messages
 
 TARGET_SHARE = 0.01
 SAMPLE_INTERVAL_S = 0.002
@@ -56,7 +57,7 @@ def _worker(url: str, batches: list[list[int]], failures: list[int]) -> None:
         queues=InMemorySqs(),
     )
     for batch in batches:
-        messages = points_messages(batch)
+        messages = received_messages(*points_bodies(*batch))
         result = calculate_points(messages, deps, remaining_ms=lambda: FUNCTION_TIMEOUT_MS)
         failures.append(len(result.records) - result.count(Disposition.COMPLETED))
 
