@@ -127,6 +127,10 @@ def test_restart_on_a_taken_port_fails_with_the_server_log(server: EmbeddedPostg
     server.stop_server()
     assert server.port is not None
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        # The server's closed sessions may leave the port in TIME_WAIT; SO_REUSEADDR binds
+        # through that (as postgres itself does) but not through a listener, which is the
+        # point of the test.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", server.port))
         squatter.listen()
 
