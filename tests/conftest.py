@@ -15,7 +15,10 @@ import pytest
 
 from devstack.pgbouncer import PgBouncer, PgBouncerNotInstalledError, pgbouncer_binary
 from devstack.postgres import DATABASE_URL_ENV, EmbeddedPostgres, create_database, drop_database
+from matchstats.db.connection import ConnectionProvider
 from matchstats.db.migrate import migrate
+from matchstats.models import StandingsMode
+from ops.store import OpsStore
 
 # --- Database ----------------------------------------------------------------
 # One server per test session ($DATABASE_URL or an embedded one), and a fresh
@@ -80,12 +83,40 @@ def truncate_all(conn: psycopg.Connection) -> None:
         "TRUNCATE competitions, competitors, matches, match_points, job_history,"
         " changed_standings, changed_competitors RESTART IDENTITY CASCADE"
     )
+    # A TRUNCATE logs no key, so incremental tables would keep the rows of a test before;
+    # materialized views are replaced whole by their next refresh.
+    mode = conn.execute("SELECT mode FROM standings_mode").fetchone()
+    if mode == (StandingsMode.INCREMENTAL.value,):
+        conn.execute("TRUNCATE competition_standings, competitor_stats")
 
 
 def forget_refreshes(conn: psycopg.Connection) -> None:
     """No refresh has run yet: an empty refresh_log and no view refreshed."""
     conn.execute("TRUNCATE refresh_log")
     conn.execute("UPDATE view_refresh_state SET last_started_at = NULL, last_finished_at = NULL")
+
+
+# --- Standings modes -------------------------------------------------------------
+# competition_standings and competitor_stats are materialized views or incremental tables
+# (SPEC section 2); a test that uses `standings_mode` runs in both.
+
+
+def switch_standings_mode(database_url: str, mode: StandingsMode) -> None:
+    """Switches the database by the operator's own path (`matchstats migrate --standings`)."""
+    connections = ConnectionProvider(lambda: database_url)
+    try:
+        OpsStore(connections).set_standings_mode(mode)
+    finally:
+        connections.close()
+
+
+@pytest.fixture(scope="module", params=list(StandingsMode), ids=[m.value for m in StandingsMode])
+def standings_mode(request: pytest.FixtureRequest, database_url: str) -> StandingsMode:
+    """Each test that uses it runs twice: with the module's database in materialized-view
+    mode, then switched to incremental mode (and back, when pytest orders it so)."""
+    mode: StandingsMode = request.param
+    switch_standings_mode(database_url, mode)
+    return mode
 
 
 # --- Poolers -----------------------------------------------------------------

@@ -15,6 +15,7 @@ from calculate_points import app as calculate_points
 from devstack.esm import EventSourceMapping, Handler
 from devstack.queue_specs import QueueSpec, create_queues, queue_arn
 from devstack.sqs import LocalSqs
+from matchstats.models import StandingsMode
 from refresh_views import app as refresh_views
 from scheduled_refresh import app as scheduled_refresh
 from tests.conftest import FunctionDatabase, Pooler, forget_refreshes, truncate_all
@@ -140,10 +141,14 @@ def points_env(
 
 @pytest.fixture
 def refresh_env(
-    function_env: FunctionEnvironment, function_database: FunctionDatabase, db: psycopg.Connection
+    function_env: FunctionEnvironment,
+    function_database: FunctionDatabase,
+    standings_mode: StandingsMode,
+    db: psycopg.Connection,
 ) -> TemplateQueues:
     """RefreshViewsFunction's environment, its database reached directly or through
-    PgBouncer (each test runs both ways); empty tables, refresh state and queues."""
+    PgBouncer, its standings materialized views or incremental tables (each test runs all
+    four ways); empty tables, refresh state and queues."""
     truncate_all(db)
     forget_refreshes(db)
     return function_env("RefreshViewsFunction", function_database.url, function_database.pooler)
