@@ -1,0 +1,195 @@
+"""`matchstats migrate --standings materialized-view|incremental` (SPEC section 2) and
+`matchstats refresh --full`, as the operator runs them on the local stack: switching both
+ways loses no row and keeps every grant; a full refresh rebuilds
+the standings from match_points in either mode."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from matchstats.models import StandingsMode
+from testkit.oracle import (
+    actual_competitor_stats,
+    actual_standings,
+    expected_competitor_stats,
+    expected_standings,
+    expected_table_order,
+)
+from testkit.seed import complete_matches, correct_score, void_match
+from tests.integration.cli.steps import cli, season
+from tests.integration.refresh_steps import compute_points
+from tests.template_queues import TemplateQueues
+
+STANDINGS_OBJECTS = ("competition_standings", "competitor_stats", "competition_table")
+
+
+def kinds(db: psycopg.Connection) -> dict[str, str]:
+    """relkind of each standings object: m (materialized view), r (table), v (view)."""
+    rows = db.execute(
+        "SELECT relname, relkind FROM pg_class"
+        " WHERE relname = ANY(%s) AND relnamespace = 'public'::regnamespace",
+        (list(STANDINGS_OBJECTS),),
+    ).fetchall()
+    return {name: str(kind) for name, kind in rows}
+
+
+def readable_by(db: psycopg.Connection, role: str) -> dict[str, bool]:
+    return {
+        name: bool(
+            db.execute("SELECT has_table_privilege(%s, %s, 'SELECT')", (role, name)).fetchone()[0]  # type: ignore[index]
+        )
+        for name in STANDINGS_OBJECTS
+    }
+
+
+def standings_equal_the_matches(db: psycopg.Connection) -> bool:
+    return actual_standings(db) == expected_standings(db) and (
+        actual_competitor_stats(db) == expected_competitor_stats(db)
+    )
+
+
+def ranks(db: psycopg.Connection, competition_id: int) -> list[tuple[int, int]]:
+    rows = db.execute(
+        "SELECT rank, competitor_id FROM competition_table WHERE competition_id = %s",
+        (competition_id,),
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
+@pytest.fixture
+def app_reader(db: psycopg.Connection) -> Iterator[str]:
+    """A role of the application's that may only read the standings."""
+    role = f"standings_reader_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+    for name in STANDINGS_OBJECTS:
+        db.execute(
+            sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(name), sql.Identifier(role))
+        )
+    yield role
+    db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+    db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_switching_both_ways_loses_no_row_and_keeps_the_grants(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+    app_reader: str,
+) -> None:
+    # Given materialized views refreshed over a played season, an app role that reads them
+    assert cli(capsys, "migrate", "--standings", "materialized-view").code == 0
+    played = season(db, competitions=2, teams=6)
+    first, later = played.match_ids[:30], played.match_ids[30:40]
+    complete_matches(db, first, random.Random(3))
+    compute_points(database_url, first)
+    assert cli(capsys, "refresh", "--wait").code == 0
+    # ...and points committed since, that no refresh has shown yet (in the change log)
+    complete_matches(db, later, random.Random(4))
+    compute_points(database_url, later)
+    assert not standings_equal_the_matches(db)
+
+    # When the operator switches to incremental mode
+    to_incremental = cli(capsys, "migrate", "--standings", "incremental")
+
+    # Then the standings are tables holding every row, the unrefreshed points included
+    assert to_incremental.code == 0, to_incremental.err
+    assert "standings are now incremental" in to_incremental.out
+    assert kinds(db) == {
+        "competition_standings": "r",
+        "competitor_stats": "r",
+        "competition_table": "v",
+    }
+    assert standings_equal_the_matches(db)
+    for competition_id in played.competition_ids:
+        assert ranks(db, competition_id) == expected_table_order(db, competition_id)
+    # ...the app's role still reads all three
+    assert readable_by(db, app_reader) == dict.fromkeys(STANDINGS_OBJECTS, True)
+    # ...and the incremental refresh keeps them current through a correction and a void
+    correct_score(db, first[0], 7, 0)
+    void_match(db, first[1])
+    compute_points(database_url, first[:2])
+    assert cli(capsys, "refresh", "--wait").code == 0
+    assert standings_equal_the_matches(db)
+
+    # When the operator switches back, with a change logged and not yet refreshed
+    correct_score(db, first[2], 0, 5)
+    compute_points(database_url, [first[2]])
+    back = cli(capsys, "migrate", "--standings", "materialized-view")
+    again = cli(capsys, "migrate", "--standings", "materialized-view")
+
+    # Then they are materialized views again, with every row, readable by the app's role
+    assert back.code == 0, back.err
+    assert "standings are now materialized-view" in back.out
+    assert "already materialized-view" in again.out
+    assert kinds(db) == {
+        "competition_standings": "m",
+        "competitor_stats": "m",
+        "competition_table": "v",
+    }
+    assert standings_equal_the_matches(db)
+    for competition_id in played.competition_ids:
+        assert ranks(db, competition_id) == expected_table_order(db, competition_id)
+    assert readable_by(db, app_reader) == dict.fromkeys(STANDINGS_OBJECTS, True)
+    with psycopg.connect(database_url, autocommit=True) as as_app:
+        as_app.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(app_reader)))
+        shown = as_app.execute("SELECT count(*) FROM competition_table").fetchone()
+    assert shown == (len(expected_standings(db)),)
+
+
+@pytest.mark.parametrize("mode", list(StandingsMode), ids=[m.value for m in StandingsMode])
+def test_refresh_full_rebuilds_the_standings_in_either_mode(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+    mode: StandingsMode,
+) -> None:
+    # Given refreshed standings in `mode`
+    assert cli(capsys, "migrate", "--standings", mode.value).code == 0
+    played = season(db, competitions=2, teams=5)
+    complete_matches(db, played.match_ids, random.Random(6))
+    compute_points(database_url, played.match_ids)
+    assert cli(capsys, "refresh", "--wait").code == 0
+    # ...then match_points changed behind the change log's back (a repair by hand)
+    db.execute(
+        "UPDATE match_points SET points = points + 1 WHERE match_id = %s", (played.match_ids[0],)
+    )
+    db.execute("DELETE FROM match_points WHERE match_id = %s", (played.match_ids[1],))
+    if mode is StandingsMode.INCREMENTAL:
+        # ...and the tables themselves damaged: a wrong row, a lost one, a stray key
+        db.execute("UPDATE competition_standings SET points = 999 WHERE competitor_id = 1")
+        db.execute("DELETE FROM competitor_stats WHERE competitor_id = 2")
+        db.execute(
+            "INSERT INTO competition_standings SELECT competition_id, 424242, played, won,"
+            " drawn, lost, score_for, score_against, score_diff, points"
+            " FROM competition_standings LIMIT 1"
+        )
+    unchanged = cli(capsys, "refresh", "--wait")
+
+    # When the operator runs a full refresh
+    full = cli(capsys, "refresh", "--full")
+
+    # Then a plain refresh saw nothing logged, and the full one rebuilt both from
+    # match_points: they equal a full recomputation
+    assert unchanged.out.count("skipped: nothing changed") == 2
+    assert full.code == 0, full.err
+    assert full.out.count("executed") == 2
+    for table, source in (
+        ("competition_standings", "standings_source"),
+        ("competitor_stats", "competitor_stats_source"),
+    ):
+        differ = db.execute(
+            sql.SQL(
+                "SELECT count(*) FROM ((TABLE {0} EXCEPT TABLE {1}) UNION ALL"
+                " (TABLE {1} EXCEPT TABLE {0})) AS d"
+            ).format(sql.Identifier(table), sql.Identifier(source))
+        ).fetchone()
+        assert differ == (0,), f"{table} differs from {source}"
+    assert kinds(db)["competition_standings"] == ("r" if mode is StandingsMode.INCREMENTAL else "m")
