@@ -1,13 +1,16 @@
 """`matchstats migrate --standings materialized-view|incremental` (SPEC section 2) and
 `matchstats refresh --full`, as the operator runs them on the local stack: switching both
-ways loses no row and keeps every grant; a full refresh rebuilds
+ways loses no row, keeps every grant and never blocks a reader; a full refresh rebuilds
 the standings from match_points in either mode."""
 
 from __future__ import annotations
 
 import random
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import psycopg
 import pytest
@@ -27,6 +30,8 @@ from tests.integration.refresh_steps import compute_points
 from tests.template_queues import TemplateQueues
 
 STANDINGS_OBJECTS = ("competition_standings", "competitor_stats", "competition_table")
+# What a reader of the app's pages tolerates before it gives up on a read.
+READER_LOCK_TIMEOUT_MS = 200
 
 
 def kinds(db: psycopg.Connection) -> dict[str, str]:
@@ -141,6 +146,92 @@ def test_switching_both_ways_loses_no_row_and_keeps_the_grants(
         as_app.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(app_reader)))
         shown = as_app.execute("SELECT count(*) FROM competition_table").fetchone()
     assert shown == (len(expected_standings(db)),)
+
+
+@dataclass
+class Readers:
+    """Pages of the app reading the standings in a loop, each read giving up after
+    READER_LOCK_TIMEOUT_MS waiting for a lock."""
+
+    database_url: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    short_reads: list[int] = field(default_factory=list)
+
+    def read(self) -> None:
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            conn.execute(f"SET lock_timeout = {READER_LOCK_TIMEOUT_MS}")
+            while not self.stop.is_set():
+                started = time.perf_counter()
+                try:
+                    table = conn.execute(
+                        "SELECT * FROM competition_table WHERE competition_id = 2"
+                    ).fetchall()
+                    stats = conn.execute("SELECT count(*) FROM competitor_stats").fetchone()
+                except psycopg.Error as exc:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                self.latencies.append(time.perf_counter() - started)
+                if len(table) != 20 or stats != (80,):
+                    self.short_reads.append(len(table))
+
+
+def test_readers_are_never_blocked_while_the_mode_switches(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+) -> None:
+    # Given populated materialized views of four competitions of 20
+    assert cli(capsys, "migrate", "--standings", "materialized-view").code == 0
+    played = season(db, competitions=4, teams=20)
+    complete_matches(db, played.match_ids, random.Random(5))
+    compute_points(database_url, played.match_ids)
+    assert cli(capsys, "refresh", "--wait").code == 0
+    # ...pages reading them, and a slow report holding a read of the table for a second
+    readers = Readers(database_url)
+    threads = [threading.Thread(target=readers.read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    report = psycopg.connect(database_url)
+    report.execute("SELECT count(*) FROM competition_table").fetchone()
+    report_ends = time.monotonic() + 1.0
+
+    # When the operator switches to incremental mode and back while they read
+    runs, took = [], []
+    for mode in (StandingsMode.INCREMENTAL, StandingsMode.MATERIALIZED_VIEW):
+        started = time.monotonic()
+        switch = threading.Thread(
+            target=lambda m=mode: runs.append(cli(capsys, "migrate", "--standings", m.value))
+        )
+        switch.start()
+        if mode is StandingsMode.INCREMENTAL:
+            time.sleep(max(0.0, report_ends - time.monotonic()))
+            report.commit()  # the report ends; the switch may take its locks now
+        switch.join(60)
+        took.append(time.monotonic() - started)
+    time.sleep(0.2)
+    readers.stop.set()
+    for thread in threads:
+        thread.join(10)
+    report.close()
+
+    # Then both switches succeeded, and no read failed, waited its lock timeout or missed
+    # a row
+    assert [run.code for run in runs] == [0, 0], [run.err for run in runs]
+    assert kinds(db)["competition_standings"] == "m"
+    print(
+        f"\nmode switches took {took[0]:.2f} s (waiting for the report) and {took[1]:.2f} s;"
+        f" readers: {len(readers.latencies)} reads, max {max(readers.latencies) * 1000:.1f} ms,"
+        f" {len(readers.errors)} errors"
+    )
+    assert readers.errors == []
+    assert readers.short_reads == []
+    # ...the first switch gave way to the report until it ended, rather than fail
+    assert took[0] >= 0.5
+    assert len(readers.latencies) > 20
+    assert standings_equal_the_matches(db)
 
 
 @pytest.mark.parametrize("mode", list(StandingsMode), ids=[m.value for m in StandingsMode])
