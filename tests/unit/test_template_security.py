@@ -15,7 +15,7 @@ from tests.unit.template_reading import (
     function_resources,
     iam_statements,
 )
-from tests.unit.template_security import Plant, Rule, credentials, encryption, iam, logs
+from tests.unit.template_security import Plant, Rule, credentials, encryption, events, iam, logs
 
 RULES: dict[str, Rule] = {
     "wildcard permissions": iam.wildcard_permissions,
@@ -26,8 +26,15 @@ RULES: dict[str, Rule] = {
     ),
     "queue access beyond its own": iam.queue_access_beyond_its_own,
     "caller's data in the logs": logs.callers_data_in_the_logs,
+    events.RULE: events.events_beyond_the_default_bus,
 }
-VIOLATIONS = [*iam.VIOLATIONS, *encryption.VIOLATIONS, *credentials.VIOLATIONS, *logs.VIOLATIONS]
+VIOLATIONS = [
+    *iam.VIOLATIONS,
+    *encryption.VIOLATIONS,
+    *credentials.VIOLATIONS,
+    *logs.VIOLATIONS,
+    *events.VIOLATIONS,
+]
 
 
 # --- the template keeps every rule -------------------------------------------------------

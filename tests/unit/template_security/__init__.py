@@ -1,7 +1,8 @@
 """The security rules template.yaml must keep, one module a subject: IAM (iam), encryption
-at rest (encryption), the cron secret and the database credentials (credentials), and what the
-API logs of its callers (logs). checkov (tests/unit/test_template_scanner.py) cannot know
-any of these: they depend on which queue, secret or variable is whose.
+at rest (encryption), the cron secret and the database credentials (credentials), what the
+API logs of its callers (logs), and where the bundle may publish events (events). checkov
+(tests/unit/test_template_scanner.py) cannot know any of these: they depend on which queue,
+secret or variable is whose.
 
 Each rule is a function returning the problems it finds, and each module's VIOLATIONS plant
 one violation of a rule in a copy of the template, so that tests/unit/test_template_security.py
