@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from matchstats.models import StandingsMode
 from testkit.oracle import (
     actual_competitor_stats,
     actual_match_points,
@@ -29,6 +30,7 @@ from testkit.oracle import (
     expected_standings,
 )
 from testkit.seed import complete_matches, correct_score, create_season
+from tests.conftest import switch_standings_mode
 from tests.integration.real_functions import functions_for
 from tests.roles import ProductionLikeDatabase, production_like_database
 
@@ -85,10 +87,13 @@ def database(
         yield database
 
 
+@pytest.mark.parametrize("mode", list(StandingsMode), ids=[m.value for m in StandingsMode])
 def test_a_season_computes_and_refreshes_whatever_the_defaults(
-    database: ProductionLikeDatabase,
+    database: ProductionLikeDatabase, mode: StandingsMode
 ) -> None:
-    # Given a season of 30 matches, 24 completed and two of those corrected
+    # Given the standings in `mode`, switched by the bundle's role as the operator would
+    switch_standings_mode(database.role_url, mode)
+    # ...and a season of 30 matches, 24 completed and two of those corrected
     functions = functions_for(database.role_url)
     with psycopg.connect(database.owner_url, autocommit=True) as owner:
         season = create_season(owner, competitions=1, competitors_per_competition=6)
