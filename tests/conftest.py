@@ -83,11 +83,14 @@ def truncate_all(conn: psycopg.Connection) -> None:
         "TRUNCATE competitions, competitors, matches, match_points, job_history,"
         " changed_standings, changed_competitors RESTART IDENTITY CASCADE"
     )
-    # A TRUNCATE logs no key, so incremental tables would keep the rows of a test before;
-    # materialized views are replaced whole by their next refresh.
+    # A TRUNCATE logs no key, so a refresh would skip (or, in incremental mode, keep) the
+    # rows of the test before: the standings are emptied with match_points.
     mode = conn.execute("SELECT mode FROM standings_mode").fetchone()
     if mode == (StandingsMode.INCREMENTAL.value,):
         conn.execute("TRUNCATE competition_standings, competitor_stats")
+    else:
+        conn.execute("REFRESH MATERIALIZED VIEW competition_standings")
+        conn.execute("REFRESH MATERIALIZED VIEW competitor_stats")
 
 
 def forget_refreshes(conn: psycopg.Connection) -> None:

@@ -12,7 +12,8 @@ each batch. Whatever the sequence:
 - each record's outcome is its own (ok, match_not_found, invalid_message,
   missing_scores), and `changed` and the change counter move only when rows changed;
 - once the message of each match's last change has been delivered, match_points
-  equals the oracle for the whole table.
+  equals the oracle for the whole table, and so do both standings after the refresh
+  that follows, in either standings mode (materialized views or incremental tables).
 """
 
 from __future__ import annotations
@@ -29,8 +30,19 @@ from hypothesis import strategies as st
 
 from matchstats.db.connection import ConnectionProvider
 from matchstats.db.points import PointsStore
-from matchstats.models import PointsJob, PointsOutcomeKind
-from testkit.oracle import MatchPointsRow, actual_match_points, expected_match_points
+from matchstats.db.refresh import RefreshStore
+from matchstats.messages import REFRESHABLE_VIEWS, RefreshMessage, RefreshReason
+from matchstats.models import PointsJob, PointsOutcomeKind, StandingsMode
+from matchstats.refresh import decide
+from testkit.oracle import (
+    MatchPointsRow,
+    actual_competitor_stats,
+    actual_match_points,
+    actual_standings,
+    expected_competitor_stats,
+    expected_match_points,
+    expected_standings,
+)
 from tests.conftest import truncate_all
 
 MAX_MATCHES = 3
@@ -196,16 +208,37 @@ def deliver(world: World, delivery: Delivery) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def store(database_url: str) -> Iterator[PointsStore]:
-    connections = ConnectionProvider(lambda: database_url)
-    yield PointsStore(connections)
-    connections.close()
+def connections(database_url: str) -> Iterator[ConnectionProvider]:
+    provider = ConnectionProvider(lambda: database_url)
+    yield provider
+    provider.close()
+
+
+@pytest.fixture(scope="module")
+def store(connections: ConnectionProvider) -> PointsStore:
+    return PointsStore(connections)
+
+
+def refresh_for_points(conn: psycopg.Connection, connections: ConnectionProvider) -> None:
+    """Both views refreshed as RefreshViewsFunction does for a points request made now."""
+    now = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert now is not None
+    request = RefreshMessage(reason=RefreshReason.POINTS, requested_at=now[0])
+    for view_name in REFRESHABLE_VIEWS:
+        RefreshStore(connections).refresh_view(
+            view_name,
+            lambda state: decide(state, [request]),
+            statement_timeout_ms=10_000,
+            lock_timeout_ms=5_000,
+        )
 
 
 @PROPERTY_SETTINGS
 @given(history=histories(), data=st.data())
 def test_any_sequence_of_changes_and_deliveries_ends_in_what_the_final_rows_imply(
     database_url: str,
+    standings_mode: StandingsMode,
+    connections: ConnectionProvider,
     store: PointsStore,
     history: tuple[int, tuple[int, int, int], list[Change | Delivery]],
     data: st.DataObject,
@@ -265,3 +298,7 @@ def test_any_sequence_of_changes_and_deliveries_ends_in_what_the_final_rows_impl
         assert conn.execute(
             "SELECT count(*) = count(DISTINCT (match_id, competitor_id)) FROM match_points"
         ).fetchone() == (True,)
+        # ...and after the refresh that follows, both standings equal the oracle
+        refresh_for_points(conn, connections)
+        assert actual_standings(conn) == expected_standings(conn)
+        assert actual_competitor_stats(conn) == expected_competitor_stats(conn)
