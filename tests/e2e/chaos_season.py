@@ -13,6 +13,7 @@ from typing import Any, Literal
 import psycopg
 
 from matchstats.messages import PointsMessage
+from matchstats.models import StandingsMode
 from testkit.oracle import (
     actual_competitor_stats,
     actual_match_points,
@@ -35,12 +36,15 @@ TEAMS = 20  # per competition: 20 x 19 = 380 fixtures
 
 @dataclass(frozen=True)
 class Scenario:
-    """How big the season is, how long the database is down, and how the functions
-    reach it: directly, or through PgBouncer in transaction mode (DB_POOLER=transaction)."""
+    """How big the season is, how long the database is down, how the functions reach
+    it (directly, or through PgBouncer in transaction mode: DB_POOLER=transaction), and
+    the standings mode."""
 
     scale: float
     outage_s: float | None  # None: no outage
     db_pooler: Literal["none", "transaction"] = "none"
+    # How the standings are maintained (SPEC section 2), switched once the stack is up.
+    standings: StandingsMode = StandingsMode.MATERIALIZED_VIEW
 
     @property
     def completions(self) -> int:

@@ -19,7 +19,7 @@ and the poison, which the function dead-letters again with its reason. That is w
 operator's redrive does, and it shows a poison message round-trips without harm; the
 poison is counted once, by its chaos id. Then:
 
-- match_points and both materialized views equal an independent recomputation;
+- match_points and both standings (views or tables) equal an independent recomputation;
 - every poison message is in the points dead-letter queue, once, with its reason;
 - no valid message is in any dead-letter queue, and every one was processed.
 
@@ -33,6 +33,10 @@ A second, small run (200 completions, no outage; issue 10, item 4) routes every
 function through a real PgBouncer in transaction mode with DB_POOLER=transaction: the
 same assertions, with server connections shared between the functions' transactions.
 It is skipped, saying how to install PgBouncer, where PgBouncer is absent.
+
+A third run (issue 12, point 3) is the full one with the standings in incremental mode:
+tables that RefreshViewsFunction keeps current key by key from the change log, switched
+to by the operator's own path once the stack is up. The same assertions hold.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import random
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -49,6 +54,7 @@ import pytest
 
 from devstack.esm import EventSourceMapping
 from devstack.stack import DevStack, StackOptions
+from matchstats.models import StandingsMode
 from ops import dlq
 from ops.aws import Aws
 from ops.cli import main as matchstats_cli
@@ -61,6 +67,7 @@ from tests.chaos_support import (
     report_at_end,
     send_all,
 )
+from tests.conftest import switch_standings_mode
 from tests.e2e.chaos_season import Outcome, Scenario, correct_and_void, prepare
 
 # The outage starts once this share of all messages has been processed.
@@ -79,6 +86,8 @@ FULL = Scenario(
 # (its server_login_retry), which takes the run past a minute and shows PgBouncer's
 # policy rather than the bundle's.
 BEHIND_PGBOUNCER = Scenario(scale=0.1, outage_s=None, db_pooler="transaction")
+# Issue 12, point 3: the full run with the standings maintained incrementally.
+INCREMENTAL = replace(FULL, standings=StandingsMode.INCREMENTAL)
 
 pytestmark = pytest.mark.slow
 
@@ -120,6 +129,9 @@ def wait_for(condition: Any, timeout_s: float, what: str) -> None:
             id="pgbouncer",
             marks=pytest.mark.timeout(BEHIND_PGBOUNCER.timeout_s),
         ),
+        pytest.param(
+            INCREMENTAL, id="incremental", marks=pytest.mark.timeout(INCREMENTAL.timeout_s)
+        ),
     ],
 )
 def test_nothing_is_lost_and_nothing_counted_twice_under_chaos(
@@ -139,6 +151,8 @@ def test_nothing_is_lost_and_nothing_counted_twice_under_chaos(
     with DevStack(options) as stack:
         if stack.postgres is None:
             pytest.skip("DATABASE_URL names a server this test may not stop")
+        if scenario.standings is not StandingsMode.MATERIALIZED_VIEW:
+            switch_standings_mode(stack.database_url, scenario.standings)
         figures.seconds["stack up"] = time.monotonic() - started
         urls = stack.queue_urls
         log = DeliveryLog(stack.functions["CalculatePointsFunction"])
@@ -206,6 +220,7 @@ def test_nothing_is_lost_and_nothing_counted_twice_under_chaos(
         refresh_dlq = drain_dead_letters(stack.sqs, urls["RefreshDeadLetterQueue"])
         with psycopg.connect(stack.database_url, autocommit=True) as db:
             outcome = Outcome.read(db)
+            mode = db.execute("SELECT mode FROM standings_mode").fetchone()
 
     # ...every poison message, once, with its reason; no valid message in any DLQ
     by_id = {message.chaos_id: message for message in sent}
@@ -253,6 +268,7 @@ def test_nothing_is_lost_and_nothing_counted_twice_under_chaos(
     if scenario.outage_s is None:
         # Nothing went wrong but the poison, so no valid record may fail even once.
         assert figures.retried == 0, f"{figures.retried} record failures without an outage"
+    assert mode == (scenario.standings.value,)
     assert outcome.actual == outcome.expected
     assert outcome.standings_equal
     assert outcome.stats_equal
