@@ -67,6 +67,23 @@ def ranks(db: psycopg.Connection, competition_id: int) -> list[tuple[int, int]]:
     return [(r[0], r[1]) for r in rows]
 
 
+def assert_whole_and_readable(
+    db: psycopg.Connection, mode: StandingsMode, competition_ids: list[int], reader: str
+) -> None:
+    """The standings are `mode`'s objects, equal to the matches, ranked by the table's
+    rules, and `reader` may read all three."""
+    kind = "r" if mode is StandingsMode.INCREMENTAL else "m"
+    assert kinds(db) == {
+        "competition_standings": kind,
+        "competitor_stats": kind,
+        "competition_table": "v",
+    }
+    assert standings_equal_the_matches(db)
+    for competition_id in competition_ids:
+        assert ranks(db, competition_id) == expected_table_order(db, competition_id)
+    assert readable_by(db, reader) == dict.fromkeys(STANDINGS_OBJECTS, True)
+
+
 @pytest.fixture
 def app_reader(db: psycopg.Connection) -> Iterator[str]:
     """A role of the application's that may only read the standings."""
@@ -106,16 +123,8 @@ def test_switching_both_ways_loses_no_row_and_keeps_the_grants(
     # Then the standings are tables holding every row, the unrefreshed points included
     assert to_incremental.code == 0, to_incremental.err
     assert "standings are now incremental" in to_incremental.out
-    assert kinds(db) == {
-        "competition_standings": "r",
-        "competitor_stats": "r",
-        "competition_table": "v",
-    }
-    assert standings_equal_the_matches(db)
-    for competition_id in played.competition_ids:
-        assert ranks(db, competition_id) == expected_table_order(db, competition_id)
-    # ...the app's role still reads all three
-    assert readable_by(db, app_reader) == dict.fromkeys(STANDINGS_OBJECTS, True)
+    # ...and the app's role still reads all three
+    assert_whole_and_readable(db, StandingsMode.INCREMENTAL, played.competition_ids, app_reader)
     # ...and the incremental refresh keeps them current through a correction and a void
     correct_score(db, first[0], 7, 0)
     void_match(db, first[1])
@@ -133,15 +142,9 @@ def test_switching_both_ways_loses_no_row_and_keeps_the_grants(
     assert back.code == 0, back.err
     assert "standings are now materialized-view" in back.out
     assert "already materialized-view" in again.out
-    assert kinds(db) == {
-        "competition_standings": "m",
-        "competitor_stats": "m",
-        "competition_table": "v",
-    }
-    assert standings_equal_the_matches(db)
-    for competition_id in played.competition_ids:
-        assert ranks(db, competition_id) == expected_table_order(db, competition_id)
-    assert readable_by(db, app_reader) == dict.fromkeys(STANDINGS_OBJECTS, True)
+    assert_whole_and_readable(
+        db, StandingsMode.MATERIALIZED_VIEW, played.competition_ids, app_reader
+    )
     with psycopg.connect(database_url, autocommit=True) as as_app:
         as_app.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(app_reader)))
         shown = as_app.execute("SELECT count(*) FROM competition_table").fetchone()
