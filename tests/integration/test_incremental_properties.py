@@ -38,7 +38,7 @@ from testkit.oracle import (
     expected_competitor_stats,
     expected_standings,
 )
-from tests.conftest import switch_standings_mode, truncate_all
+from tests.conftest import forget_refreshes, switch_standings_mode, truncate_all
 
 MATCHES = 4
 COMPETITORS = 4
@@ -209,7 +209,7 @@ def stores(incremental_url: str) -> Iterator[tuple[PointsStore, RefreshStore]]:
 
 def given_a_season(conn: psycopg.Connection, stores: tuple[PointsStore, RefreshStore]) -> World:
     truncate_all(conn)
-    conn.execute("UPDATE view_refresh_state SET last_started_at = NULL, last_finished_at = NULL")
+    forget_refreshes(conn)
     competition_ids = [
         row[0]
         for row in conn.execute(
