@@ -287,3 +287,36 @@ def test_refresh_full_rebuilds_the_standings_in_either_mode(
         ).fetchone()
         assert differ == (0,), f"{table} differs from {source}"
     assert kinds(db)["competition_standings"] == ("r" if mode is StandingsMode.INCREMENTAL else "m")
+
+
+def test_a_switch_that_cannot_swap_in_its_lock_wait_changes_nothing(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+) -> None:
+    # Given materialized views on show, and a report reading competition_table for longer
+    # than the switch may wait for its locks
+    assert cli(capsys, "migrate", "--standings", "materialized-view").code == 0
+    played = season(db, competitions=1, teams=6)
+    complete_matches(db, played.match_ids, random.Random(8))
+    compute_points(database_url, played.match_ids)
+    assert cli(capsys, "refresh", "--wait").code == 0
+    with psycopg.connect(database_url) as report:
+        report.execute("SELECT count(*) FROM competition_table").fetchone()
+
+        # When a switch to incremental mode may wait 300 ms for its locks in all
+        with psycopg.connect(database_url, options="-c lock_timeout=300") as switch:
+            started = time.monotonic()
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                switch.execute("SELECT matchstats_set_standings_mode('incremental')")
+            waited = time.monotonic() - started
+
+    # Then it gave up as a lock timeout after about its wait, and left the standings as
+    # they were: still materialized views, whole, with no half-built object behind
+    assert 0.3 <= waited < 2.0
+    assert kinds(db)["competition_standings"] == "m"
+    assert db.execute("SELECT mode FROM standings_mode").fetchone() == ("materialized-view",)
+    leftovers = db.execute("SELECT relname FROM pg_class WHERE relname LIKE '%%\\_\\_next%%'")
+    assert leftovers.fetchall() == []
+    assert standings_equal_the_matches(db)
