@@ -24,7 +24,7 @@ from testkit.oracle import (
     expected_standings,
     expected_table_order,
 )
-from testkit.seed import complete_matches, correct_score, void_match
+from testkit.seed import Season, complete_matches, correct_score, void_match
 from tests.integration.cli.steps import cli, season
 from tests.integration.refresh_steps import compute_points
 from tests.template_queues import TemplateQueues
@@ -82,6 +82,24 @@ def assert_whole_and_readable(
     for competition_id in competition_ids:
         assert ranks(db, competition_id) == expected_table_order(db, competition_id)
     assert readable_by(db, reader) == dict.fromkeys(STANDINGS_OBJECTS, True)
+
+
+def season_on_show(
+    capsys: pytest.CaptureFixture[str],
+    db: psycopg.Connection,
+    database_url: str,
+    mode: StandingsMode,
+    size: tuple[int, int, int],
+) -> Season:
+    """A season of (competitions, teams each, random seed), every match completed, its
+    points written and the standings refreshed, in `mode` (switched by the command)."""
+    competitions, teams, seed = size
+    assert cli(capsys, "migrate", "--standings", mode.value).code == 0
+    played = season(db, competitions=competitions, teams=teams)
+    complete_matches(db, played.match_ids, random.Random(seed))
+    compute_points(database_url, played.match_ids)
+    assert cli(capsys, "refresh", "--wait").code == 0
+    return played
 
 
 @pytest.fixture
@@ -187,11 +205,7 @@ def test_readers_are_never_blocked_while_the_mode_switches(
     database_url: str,
 ) -> None:
     # Given populated materialized views of four competitions of 20
-    assert cli(capsys, "migrate", "--standings", "materialized-view").code == 0
-    played = season(db, competitions=4, teams=20)
-    complete_matches(db, played.match_ids, random.Random(5))
-    compute_points(database_url, played.match_ids)
-    assert cli(capsys, "refresh", "--wait").code == 0
+    season_on_show(capsys, db, database_url, StandingsMode.MATERIALIZED_VIEW, (4, 20, 5))
     # ...pages reading them, and a slow report holding a read of the table for a second
     readers = Readers(database_url)
     threads = [threading.Thread(target=readers.read) for _ in range(2)]
@@ -246,11 +260,7 @@ def test_refresh_full_rebuilds_the_standings_in_either_mode(
     mode: StandingsMode,
 ) -> None:
     # Given refreshed standings in `mode`
-    assert cli(capsys, "migrate", "--standings", mode.value).code == 0
-    played = season(db, competitions=2, teams=5)
-    complete_matches(db, played.match_ids, random.Random(6))
-    compute_points(database_url, played.match_ids)
-    assert cli(capsys, "refresh", "--wait").code == 0
+    played = season_on_show(capsys, db, database_url, mode, (2, 5, 6))
     # ...then match_points changed behind the change log's back (a repair by hand)
     db.execute(
         "UPDATE match_points SET points = points + 1 WHERE match_id = %s", (played.match_ids[0],)
@@ -297,11 +307,7 @@ def test_a_switch_that_cannot_swap_in_its_lock_wait_changes_nothing(
 ) -> None:
     # Given materialized views on show, and a report reading competition_table for longer
     # than the switch may wait for its locks
-    assert cli(capsys, "migrate", "--standings", "materialized-view").code == 0
-    played = season(db, competitions=1, teams=6)
-    complete_matches(db, played.match_ids, random.Random(8))
-    compute_points(database_url, played.match_ids)
-    assert cli(capsys, "refresh", "--wait").code == 0
+    season_on_show(capsys, db, database_url, StandingsMode.MATERIALIZED_VIEW, (1, 6, 8))
     with psycopg.connect(database_url) as report:
         report.execute("SELECT count(*) FROM competition_table").fetchone()
 
