@@ -23,7 +23,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from matchstats.db.connection import ConnectionProvider
@@ -39,16 +39,13 @@ from testkit.oracle import (
     expected_standings,
 )
 from tests.conftest import forget_refreshes, switch_standings_mode, truncate_all
+from tests.integration.property_support import database_examples, lineups
 
 MATCHES = 4
 COMPETITORS = 4
 COMPETITIONS = 2
 
-PROPERTY_SETTINGS = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+PROPERTY_SETTINGS = database_examples(60)
 
 # --- what the application does, and when the refresher runs -------------------------------
 
@@ -82,14 +79,13 @@ class Refresh:
 
 Step = Complete | Void | Refresh
 
-lineups = st.none() | st.permutations(range(COMPETITORS)).map(lambda order: (order[0], order[1]))
 steps = st.one_of(
     st.builds(
         Complete,
         match=st.integers(0, MATCHES - 1),
         home_score=st.integers(0, 4),
         away_score=st.integers(0, 4),
-        lineup=lineups,
+        lineup=lineups(COMPETITORS),
         competition=st.none() | st.integers(0, COMPETITIONS - 1),
     ),
     st.builds(

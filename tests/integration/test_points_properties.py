@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from matchstats.db.connection import ConnectionProvider
@@ -44,17 +44,14 @@ from testkit.oracle import (
     expected_standings,
 )
 from tests.conftest import truncate_all
+from tests.integration.property_support import database_examples, lineups
 
 MAX_MATCHES = 3
 COMPETITORS = 3
 UNKNOWN_MATCH_ID = 9_000_000_000
 STATUSES = ("scheduled", "live", "completed", "cancelled")
 
-PROPERTY_SETTINGS = settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+PROPERTY_SETTINGS = database_examples(100)
 
 
 # --- what the application does ----------------------------------------------------------
@@ -80,7 +77,6 @@ class Delivery:
 
 
 scores = st.none() | st.integers(0, 9)
-lineups = st.none() | st.permutations(range(COMPETITORS)).map(lambda order: (order[0], order[1]))
 
 
 def changes(matches: int) -> st.SearchStrategy[Change]:
@@ -91,7 +87,7 @@ def changes(matches: int) -> st.SearchStrategy[Change]:
         # Mostly both scores, sometimes one missing (a completed one is bad data).
         home_score=st.integers(0, 9) | scores,
         away_score=st.integers(0, 9) | scores,
-        lineup=lineups,
+        lineup=lineups(COMPETITORS),
     )
 
 
