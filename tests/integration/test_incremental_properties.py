@@ -39,7 +39,7 @@ from testkit.oracle import (
     expected_standings,
 )
 from tests.conftest import forget_refreshes, switch_standings_mode, truncate_all
-from tests.integration.property_support import database_examples, lineups
+from tests.integration.property_support import database_examples, insert_competitors, lineups
 
 MATCHES = 4
 COMPETITORS = 4
@@ -214,14 +214,7 @@ def given_a_season(conn: psycopg.Connection, stores: tuple[PointsStore, RefreshS
             (COMPETITIONS,),
         ).fetchall()
     ]
-    competitor_ids = [
-        row[0]
-        for row in conn.execute(
-            "INSERT INTO competitors (name) SELECT 'Team ' || n FROM generate_series(1, %s) n"
-            " RETURNING id",
-            (COMPETITORS,),
-        ).fetchall()
-    ]
+    competitor_ids = insert_competitors(conn, COMPETITORS)
     match_ids = [
         row[0]
         for row in conn.execute(

@@ -44,7 +44,7 @@ from testkit.oracle import (
     expected_standings,
 )
 from tests.conftest import truncate_all
-from tests.integration.property_support import database_examples, lineups
+from tests.integration.property_support import database_examples, insert_competitors, lineups
 
 MAX_MATCHES = 3
 COMPETITORS = 3
@@ -248,14 +248,7 @@ def test_any_sequence_of_changes_and_deliveries_ends_in_what_the_final_rows_impl
             " VALUES ('Property League', %s, %s, %s) RETURNING id",
             (win, draw, loss),
         ).fetchone()[0]  # type: ignore[index]
-        competitor_ids = [
-            row[0]
-            for row in conn.execute(
-                "INSERT INTO competitors (name) SELECT 'Team ' || n FROM generate_series(1, %s) n"
-                " RETURNING id",
-                (COMPETITORS,),
-            ).fetchall()
-        ]
+        competitor_ids = insert_competitors(conn, COMPETITORS)
         match_ids = [
             conn.execute(
                 "INSERT INTO matches (competition_id, home_id, away_id, status)"
