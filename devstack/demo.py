@@ -45,13 +45,16 @@ _COLUMNS = ("P", "W", "D", "L", "F", "A", "GD", "Pts")
 
 @dataclass
 class DemoReport:
-    matches_completed: int = 0
+    matches_completed: int = 0  # completed now, from the database (a voided one is not)
+    matches_corrected: int = 0
+    matches_voided: int = 0
     points_sent: int = 0
     points_processed: int = 0
     points_retried: int = 0
     refresh_requests: int = 0
     refreshes_executed: dict[str, int] = field(default_factory=dict)
-    requests_skipped: int = 0
+    requests_answered: int = 0  # view requests an executed refresh covered
+    requests_skipped: int = 0  # view requests skipped: covered by an earlier refresh, or unchanged
     dead_lettered: dict[str, int] = field(default_factory=dict)
     freshness_ms: list[int] = field(default_factory=list)
     api_status: int | None = None
@@ -147,7 +150,6 @@ def _play(
             list(versions.items()), queue_url=queue_url, sqs_client=stack.sqs
         )
         report.points_sent += len(versions)
-        report.matches_completed += len(versions)
         bar.show(min(start + burst_size, len(order)))
         time.sleep(burst_pause_s)
 
@@ -162,6 +164,7 @@ def _play(
         voided, score_version=version, queue_url=queue_url, sqs_client=stack.sqs
     )
     report.points_sent += 2
+    report.matches_corrected, report.matches_voided = 1, 1
     out.write(f"  corrected match {corrected} to 5-5 and voided match {voided}\n")
 
     assert stack.api is not None, "the template has no API event"
@@ -185,6 +188,10 @@ def _collect(stack: DevStack, db: psycopg.Connection, report: DemoReport) -> Non
     report.points_processed = points.records_succeeded
     report.points_retried = points.records_failed
     report.refresh_requests = refresh.records_succeeded
+    (completed,) = db.execute(
+        "SELECT count(*) FROM matches WHERE status = 'completed'"
+    ).fetchone() or (0,)
+    report.matches_completed = int(completed)
     report.dead_lettered = {
         name: counts["visible"] for name, counts in stack.counts().items() if "DeadLetter" in name
     }
@@ -192,8 +199,8 @@ def _collect(stack: DevStack, db: psycopg.Connection, report: DemoReport) -> Non
         "SELECT view_name, count(*), sum(requests_covered) FROM refresh_log GROUP BY view_name"
     ).fetchall()
     report.refreshes_executed = {view: 0 for view in VIEWS} | {r[0]: int(r[1]) for r in rows}
-    covered = sum(int(r[2]) for r in rows)
-    report.requests_skipped = report.refresh_requests * len(VIEWS) - covered
+    report.requests_answered = sum(int(r[2]) for r in rows)
+    report.requests_skipped = report.refresh_requests * len(VIEWS) - report.requests_answered
     report.freshness_ms = [
         int(r[0])
         for r in db.execute(
@@ -223,7 +230,10 @@ def _print_tables(db: psycopg.Connection, out: TextIO, top: int = 5) -> None:
             " WHERE t.competition_id = %s ORDER BY t.rank, t.competitor_id LIMIT %s",
             (competition_id, top),
         ).fetchall()
-        out.write(f"\n  {name}\n")
+        (size,) = db.execute(
+            "SELECT count(*) FROM competition_table WHERE competition_id = %s", (competition_id,)
+        ).fetchone() or (0,)
+        out.write(f"\n  {name} (top {min(top, size)} of {size})\n")
         out.write(f"  {'#':>3}  {'team':<14}" + "".join(f"{h:>5}" for h in _COLUMNS) + "\n")
         for rank, team, *numbers in rows:
             played, won, drawn, lost, scored, conceded, diff, points = numbers
@@ -241,7 +251,11 @@ def _percentile(values: list[int], fraction: float) -> int:
 def _print_figures(report: DemoReport, out: TextIO) -> None:
     executed = report.refreshes_executed
     lines = [
-        ("matches completed", f"{report.matches_completed}"),
+        (
+            "matches completed",
+            f"{report.matches_completed} (after {report.matches_corrected} corrected and"
+            f" {report.matches_voided} voided)",
+        ),
         (
             "points messages",
             f"{report.points_sent} sent, {report.points_processed} processed,"
@@ -251,8 +265,10 @@ def _print_figures(report: DemoReport, out: TextIO) -> None:
         (
             "view refreshes",
             f"{sum(executed.values())} executed"
-            f" ({', '.join(f'{v} {n}' for v, n in executed.items())}),"
-            f" {report.requests_skipped} view requests coalesced or skipped",
+            f" ({', '.join(f'{v} {n}' for v, n in executed.items())}) for"
+            f" {report.refresh_requests * len(VIEWS)} view requests:"
+            f" {report.requests_answered} coalesced into them,"
+            f" {report.requests_skipped} skipped (covered or unchanged)",
         ),
         ("dead-lettered", ", ".join(f"{n}: {c}" for n, c in sorted(report.dead_lettered.items()))),
         (

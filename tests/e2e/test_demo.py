@@ -29,4 +29,9 @@ def test_a_small_demo_produces_standings_equal_to_a_recomputation() -> None:
     # ...the refreshes were coalesced (fewer refreshes than requests), and it said so
     assert 0 < sum(report.refreshes_executed.values()) < 2 * report.refresh_requests
     assert "OK" in out.getvalue()
-    assert "League 2" in out.getvalue()
+    assert "League 2 (top 5 of 6)" in out.getvalue()
+    # ...and its figures add up: the voided match is not counted completed, and every
+    # view request was either coalesced into a refresh that ran or skipped
+    assert report.matches_completed == 2 * 30 - 1
+    assert report.requests_answered + report.requests_skipped == 2 * report.refresh_requests
+    assert f"matches completed  {2 * 30 - 1} (after 1 corrected and 1 voided)" in out.getvalue()
