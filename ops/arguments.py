@@ -113,7 +113,8 @@ since a voided or reopened match must lose its points; any other match has no
 points either way. Recomputing is idempotent, so running it twice is harmless."""
 
 REFRESH_HELP = """\
-Asks RefreshViewsFunction for a refresh of the materialized views (reason
+Asks RefreshViewsFunction for a refresh of competition_standings and
+competitor_stats (materialized views, or tables in incremental mode; reason
 manual), or with --wait refreshes them in this process with the function's own
 logic and prints how long each took, or why it was skipped (nothing changed
 since the last refresh; --force refreshes anyway). --full rebuilds both from
@@ -307,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     console.set_defaults(run=commands.console)
 
-    views = command("refresh", "refresh the materialized views", REFRESH_HELP)
+    views = command("refresh", "refresh the standings and competitor stats", REFRESH_HELP)
     views.add_argument(
         "--scope", choices=[s.value for s in RefreshScope], default=RefreshScope.ALL.value
     )

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from matchstats.config import Pooler
 from matchstats.db.connection import ConnectionProvider, Limits, connect
 from matchstats.db.migrate import MIGRATION_LOCK_TIMEOUT_MS, apply_migrations
-from matchstats.errors import DatabaseUnavailableError
+from matchstats.errors import DatabaseUnavailableError, MatchstatsError
 from matchstats.models import JobHistoryRow, JobStatus, RefreshOutcome, StandingsMode
 from ops.sql import load_sql
 
@@ -76,6 +76,15 @@ class MatchVersion(BaseModel):
     score_version: int
 
 
+class DependentViewsError(MatchstatsError):
+    """An application view (or rule, or function) depends on a standings object that a
+    mode switch replaces; PostgreSQL refuses to drop it (SQLSTATE 2BP01)."""
+
+
+def _one_line(detail: str | None) -> str:
+    return "; ".join((detail or "no detail given").split("\n"))
+
+
 class OpsStore:
     def __init__(self, connections: ConnectionProvider):
         self._connections = connections
@@ -91,7 +100,15 @@ class OpsStore:
         (False: already in that mode)."""
         with self._connections.transaction(MIGRATION_LIMITS) as conn:
             before = conn.execute("SELECT mode FROM standings_mode").fetchone()
-            conn.execute("SELECT matchstats_set_standings_mode(%s)", (mode.value,))
+            try:
+                conn.execute("SELECT matchstats_set_standings_mode(%s)", (mode.value,))
+            except pg_errors.DependentObjectsStillExist as exc:
+                raise DependentViewsError(
+                    "cannot switch the standings: the switch replaces competition_standings,"
+                    " competitor_stats and competition_table, and an object of the"
+                    f" application's depends on them ({_one_line(exc.diag.message_detail)});"
+                    " drop it, switch, then create it again. Nothing was changed."
+                ) from exc
         return before is None or before[0] != mode.value
 
     def view_status(self) -> list[ViewStatusRow]:

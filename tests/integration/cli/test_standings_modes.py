@@ -326,3 +326,29 @@ def test_a_switch_that_cannot_swap_in_its_lock_wait_changes_nothing(
     leftovers = db.execute("SELECT relname FROM pg_class WHERE relname LIKE '%%\\_\\_next%%'")
     assert leftovers.fetchall() == []
     assert standings_equal_the_matches(db)
+
+
+def test_a_switch_refused_by_an_applications_view_names_it_and_changes_nothing(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+) -> None:
+    # Given materialized views on show, and a view of the application's built on them
+    season_on_show(capsys, db, database_url, StandingsMode.MATERIALIZED_VIEW, (1, 6, 8))
+    db.execute("CREATE VIEW app_leaders AS SELECT * FROM competition_table WHERE rank = 1")
+    try:
+        # When the operator switches to incremental mode
+        switched = cli(capsys, "migrate", "--standings", "incremental")
+
+        # Then the switch is refused with one line naming the dependent view and what to do
+        assert switched.code == 1
+        assert "view app_leaders depends on view competition_table" in switched.err
+        assert "drop it, switch, then create it again. Nothing was changed." in switched.err
+        assert len(switched.err.strip().splitlines()) == 1
+        # ...and nothing changed
+        assert kinds(db)["competition_standings"] == "m"
+        assert db.execute("SELECT mode FROM standings_mode").fetchone() == ("materialized-view",)
+        assert standings_equal_the_matches(db)
+    finally:
+        db.execute("DROP VIEW app_leaders")
