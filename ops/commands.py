@@ -22,6 +22,7 @@ from ops.context import Context
 from ops.render import ProgressBar, age, duration, printable, shorten, table, timestamp
 from ops.settings import DEAD_LETTER_PAIRS, QueueName
 from ops.sqs import oldest_message_ages
+from ops.store import JobRun
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -160,7 +161,7 @@ def jobs(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _jobs_table(rows: Sequence[JobHistoryRow], indent: str = "  ") -> str:
+def _jobs_table(rows: Sequence[JobRun], indent: str = "  ") -> str:
     now = datetime.now(UTC)
     fate_by_id = job_fates.fates(rows)
     return table(
@@ -204,7 +205,7 @@ def job_show(ctx: Context) -> int:
         )
     latest = runs[-1]
     now = datetime.now(UTC)
-    fate = job_fates.fate_of(latest)
+    fate = job_fates.fate_of(latest, later_runs=latest.later_runs)
     print(f"job {printable(latest.job_id)} ({latest.job_type}): {printable(latest.subject or '-')}")
     print(f"  state      {job_fates.describe_fate(latest, fate, now)}")
     if latest.view_outcomes:

@@ -20,6 +20,7 @@ from matchstats.errors import InvalidMessageError, MatchNotFoundError, MissingSc
 from matchstats.models import JobHistoryRow, JobStatus
 from matchstats.queues import backoff_seconds
 from ops.settings import QueueName
+from ops.store import JobRun
 
 # The template's redrive maxReceiveCount of both queues (SPEC section 5).
 MAX_RECEIVE_COUNT = 3
@@ -65,14 +66,19 @@ def fate_of(
     return JobFate(Fate.RETRY, run.finished_at + timedelta(seconds=delay))
 
 
-def fates(rows: Sequence[JobHistoryRow]) -> dict[int, JobFate]:
-    """fate_of each row (by its id), counting later runs among `rows` themselves."""
+def fates(rows: Sequence[JobRun]) -> dict[int, JobFate]:
+    """fate_of each row (by its id). The later runs are those the history held when the
+    rows were read (`later_runs`), not only those among `rows`: a list of failed runs, or
+    the newest few, leaves out the retry that succeeded."""
     latest: dict[tuple[str, str], int] = {}
     for row in rows:
         key = (row.job_type, row.job_id)
         latest[key] = max(latest.get(key, row.id), row.id)
     return {
-        row.id: fate_of(row, later_runs=int(latest[(row.job_type, row.job_id)] > row.id))
+        row.id: fate_of(
+            row,
+            later_runs=max(row.later_runs, int(latest[(row.job_type, row.job_id)] > row.id)),
+        )
         for row in rows
     }
 
@@ -94,12 +100,12 @@ def describe_fate(run: JobHistoryRow, fate: JobFate, now: datetime) -> str:
 
 @dataclass(frozen=True)
 class PendingRetry:
-    run: JobHistoryRow
+    run: JobRun
     queue: QueueName
     next_attempt_at: datetime
 
 
-def pending_retries(rows: Sequence[JobHistoryRow]) -> list[PendingRetry]:
+def pending_retries(rows: Sequence[JobRun]) -> list[PendingRetry]:
     """The failed runs, among `rows`, whose message waits out its backoff for another
     attempt, soonest first: in SQS they count as in flight until then."""
     pending = []

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from matchstats.errors import MatchstatsError
-from matchstats.models import JobHistoryRow, JobStatus
+from matchstats.models import JobStatus
 from ops.jobs import PendingRetry, pending_retries
 from ops.settings import OpsSettings, QueueName
 from ops.sqs import OpsQueues, QueueDepth
-from ops.store import OpsStore, ViewStatusRow
+from ops.store import JobRun, OpsStore, ViewStatusRow
 
 RECENT_FAILURES = 5
 RETRY_LOOKBACK = timedelta(minutes=5)
@@ -35,7 +35,7 @@ class QueueStatus:
 @dataclass(frozen=True)
 class DatabaseStatus:
     views: list[ViewStatusRow]
-    recent_failures: list[JobHistoryRow]
+    recent_failures: list[JobRun]
     # Messages in flight only because they wait out a retry backoff, soonest first.
     retries: list[PendingRetry] = field(default_factory=list)
 

@@ -69,6 +69,14 @@ class StandingRow(BaseModel):
     points: int
 
 
+class JobRun(JobHistoryRow):
+    """A job_history row as the operator reads it: with how many runs of the same job
+    (its type and message id) the history holds after it, so that a failed run whose
+    retry is not among the rows read is still known to have been retried."""
+
+    later_runs: int = 0
+
+
 class MatchVersion(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -124,7 +132,7 @@ class OpsStore:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 20,
-    ) -> list[JobHistoryRow]:
+    ) -> list[JobRun]:
         """Newest first. `subject` matches any part of the subject, case-insensitively
         (taken literally: % and _ are not wildcards); `since` and `until` bound the
         finish time (since inclusive)."""
@@ -139,14 +147,15 @@ class OpsStore:
                 "limit": limit,
             },
         )
-        return [JobHistoryRow.model_validate(row) for row in rows]
+        return [JobRun.model_validate(row) for row in rows]
 
-    def job_runs(self, key: str) -> list[JobHistoryRow]:
-        """The runs of one job, oldest first: `key` is a job_history id or the message id
-        the job ran for (its SQS message id; `manual-...` for `refresh --wait`)."""
+    def job_runs(self, key: str) -> list[JobRun]:
+        """The runs of one job, oldest first: `key` is the message id the job ran for (its
+        SQS message id; `manual-...` for `refresh --wait`) or the job_history id of any of
+        its runs."""
         row_id = int(key) if key.isdigit() and int(key) < 2**63 else None
         rows = self._fetch("job_runs", {"key": key, "row_id": row_id})
-        return [JobHistoryRow.model_validate(row) for row in rows]
+        return [JobRun.model_validate(row) for row in rows]
 
     def view_outcomes(self, limit: int = 400) -> list[ViewOutcomeRow]:
         """Each refresh request's decision per view, newest first."""

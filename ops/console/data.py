@@ -14,7 +14,7 @@ from typing import Any
 
 from matchstats.errors import MatchstatsError
 from matchstats.messages import RefreshReason, RefreshScope
-from matchstats.models import JobHistoryRow, JobStatus
+from matchstats.models import JobStatus
 from matchstats.refresh_requests import enqueue_refresh
 from ops import dlq, status
 from ops import jobs as job_fates
@@ -34,6 +34,7 @@ from ops.console.rows import (
 from ops.context import Context
 from ops.settings import DEAD_LETTER_PAIRS, QueueName
 from ops.sqs import oldest_message_ages
+from ops.store import JobRun
 
 RECENT_DECISIONS = 6
 DEAD_LETTER_SCAN = 200
@@ -141,7 +142,7 @@ class ConsoleData:
             )
         return self._job_rows(rows)
 
-    def _job_rows(self, rows: list[JobHistoryRow]) -> list[JobRow]:
+    def _job_rows(self, rows: list[JobRun]) -> list[JobRow]:
         fates = job_fates.fates(rows)
         now = self._now()
         return [
@@ -167,7 +168,7 @@ class ConsoleData:
             if not runs:
                 return None
             latest = runs[-1]
-            fate = job_fates.fate_of(latest)
+            fate = job_fates.fate_of(latest, later_runs=latest.later_runs)
             copies: list[str] = []
             if fate.fate is job_fates.Fate.DEAD_LETTERED:
                 pair = DEAD_LETTER_PAIRS[latest.job_type]

@@ -8,6 +8,7 @@ import json
 import random
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -263,3 +264,72 @@ def test_message_text_reaches_the_terminal_escaped_never_as_control_sequences(
     escaped = "\\x1b[2J\\x1b]52;c;cm0gLXJm\\x07\\u202e"
     assert escaped in shown.out
     assert escaped[:20] in dead_letters.out
+
+
+def test_a_job_that_failed_once_then_succeeded_reads_the_same_by_any_of_its_ids(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a refresh request whose first run timed out waiting for competition_standings'
+    # lock (another refresher held it), and whose retry, after the backoff, succeeded
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", stack.urls["RefreshDeadLetterQueue"])
+    refresh_app.dependencies.cache_clear()
+    season(db)
+    stack.send("RefreshQueue", [refresh_request("api", datetime.now(UTC).isoformat())])
+    with psycopg.connect(database_url) as holder:
+        holder.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('matchstats.refresh:' || %s, 0))",
+            ("competition_standings",),
+        )
+        first = receive_as_event(stack, "RefreshQueue")
+        # 7 s of invocation: 5 s kept in reserve leave a 2 s lock wait
+        context = LambdaContext.for_invocation("RefreshViewsFunction", 7)
+        assert refresh_app.lambda_handler(first, context)["batchItemFailures"]
+    [record] = first["Records"]
+    stack.sqs.change_message_visibility(  # the backoff, cut short
+        QueueUrl=stack.urls["RefreshQueue"],
+        ReceiptHandle=record["receiptHandle"],
+        VisibilityTimeout=0,
+    )
+    context = LambdaContext.for_invocation("RefreshViewsFunction", 120)
+    retry = receive_as_event(stack, "RefreshQueue")
+    assert retry["Records"][0]["attributes"]["ApproximateReceiveCount"] == "2"
+    assert refresh_app.lambda_handler(retry, context) == {"batchItemFailures": []}
+    refresh_app.dependencies.cache_clear()
+    job_id = record["messageId"]
+    runs = db.execute(
+        "SELECT id, status FROM job_history WHERE job_id = %s ORDER BY id", (job_id,)
+    ).fetchall()
+    assert [run_status for _, run_status in runs] == ["failed", "completed"]
+    failed_run = str(runs[0][0])
+
+    # When the operator shows the job by its message id and by its failed run's history
+    # id, and lists the failed jobs and the status
+    by_job_id = cli(capsys, "jobs", "show", job_id)
+    by_row = cli(capsys, "jobs", "show", failed_run)
+    failed = cli(capsys, "jobs", "--failed")
+    status = cli(capsys, "status")
+
+    # Then both show the two runs and the state of the last one
+    assert by_job_id.code == by_row.code == 0, by_row.err
+    assert by_row.out == by_job_id.out
+    assert "state      retry" not in by_row.out
+    assert (
+        sum(
+            line.strip().startswith(str(run_id))
+            for run_id, _ in runs
+            for line in by_row.out.splitlines()
+        )
+        == 2
+    )
+    # ...and the failed run is listed as retried, not as waiting for a retry
+    failed_row = next(line for line in failed.out.splitlines() if line.startswith(failed_run))
+    assert "retried" in failed_row
+    assert "retry 2 of 3" not in failed.out
+    assert status.code == 0, status.err
+    failures = status.out.split("Latest job failures", 1)[1]
+    assert "retried" in failures
+    assert "retry 2 of 3" not in failures
