@@ -138,19 +138,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _positive_id(text: str) -> int:
+    value = _whole_number(text)
     if not 1 <= value <= MAX_ID:
         raise argparse.ArgumentTypeError(f"must be a positive id, got {text}")
     return value
 
 
 def _limit(maximum: int) -> Callable[[str], int]:
+    """A count or a number of seconds from 1 to `maximum`; argparse names the option."""
+
     def parse(text: str) -> int:
-        value = _positive_int(text)
+        value = _whole_number(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
         if value > maximum:
             raise argparse.ArgumentTypeError(f"at most {maximum}, got {value}")
         return value
@@ -267,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         DLQ_REDRIVE_HELP,
     )
     redrive.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="move at most N (default: all)"
+        "--limit", type=_limit(MAX_ID), metavar="N", help="move at most N (default: all)"
     )
     redrive.add_argument(
         "--method",
@@ -296,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     points = command("recompute", "enqueue points messages for matches", RECOMPUTE_HELP)
     scope = points.add_mutually_exclusive_group(required=True)
-    scope.add_argument("--match", type=_positive_int, nargs="+", metavar="ID")
-    scope.add_argument("--competition", type=_positive_int, nargs="+", metavar="ID")
+    scope.add_argument("--match", type=_positive_id, nargs="+", metavar="ID")
+    scope.add_argument("--competition", type=_positive_id, nargs="+", metavar="ID")
     scope.add_argument("--all", action="store_true", help="every competition")
     points.add_argument("--dry-run", action="store_true", help="count the matches, send nothing")
     points.set_defaults(run=commands.recompute_points)

@@ -85,6 +85,27 @@ def test_bad_usage_is_one_line_and_exit_2(
     assert run.out == ""
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("jobs", "--limit", "0"), "argument --limit: must be 1 or more, got 0"),
+        (("jobs", "--limit", "1001"), "argument --limit: at most 1000, got 1001"),
+        (("dlq", "redrive", "points", "--limit", "0"), "argument --limit: must be 1 or more"),
+        (("refresh", "--wait", "--timeout", "-5"), "argument --timeout: must be 1 or more"),
+        (("recompute", "--match", "0"), "argument --match: must be a positive id, got 0"),
+    ],
+)
+def test_a_number_out_of_range_is_named_for_what_it_bounds(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
+) -> None:
+    # When a count, a duration or an id is out of its range
+    run = cli(capsys, *argv)
+
+    # Then the error says which range: a limit is not an id
+    assert run.code == 2
+    assert message in run.err
+
+
 def test_unknown_ids_are_one_line_and_exit_1(
     capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
