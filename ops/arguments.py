@@ -12,6 +12,7 @@ from matchstats.models import StandingsMode
 from ops import commands, dlq, dlq_commands
 from ops.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ops.redrive import REDRIVE_HOLD_S, RedriveMethod
+from ops.render import printable
 from ops.settings import DEAD_LETTER_PAIRS
 
 MAX_ID = 2**63 - 1
@@ -135,7 +136,10 @@ class _Parser(argparse.ArgumentParser):
     """Usage errors as one line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # The message may quote what was typed: escaped, as ops.commands.error does.
+        self.exit(
+            EXIT_USAGE, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n"
+        )
 
 
 def _whole_number(text: str) -> int:

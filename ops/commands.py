@@ -31,8 +31,9 @@ EXIT_INTERRUPTED = 130
 
 
 def error(message: str, code: int = EXIT_FAILED) -> int:
-    """Prints `message` as one line on stderr and returns the exit status."""
-    print(f"matchstats: error: {' '.join(message.split())}", file=sys.stderr)
+    """Prints `message` as one line on stderr, escaped (it may hold what the operator typed
+    or a library's text quoting it), and returns the exit status."""
+    print(f"matchstats: error: {printable(' '.join(message.split()))}", file=sys.stderr)
     return code
 
 
@@ -212,7 +213,7 @@ def job_show(ctx: Context) -> int:
         for view, outcome in sorted(latest.view_outcomes.items()):
             print(f"  {view:<24} {outcome.value}")
     if latest.error:
-        print(f"  error kind {latest.error_kind or '-'}")
+        print(f"  error kind {printable(latest.error_kind or '-')}")
         print(f"  reason     {printable(latest.error)}")
     body = printable(latest.body) if latest.body is not None else "- (not recorded)"
     print(f"  body       {body}")
@@ -247,7 +248,7 @@ def _print_dead_letter_copy(ctx: Context, run: JobHistoryRow) -> None:
         url = ctx.settings.queue_url(pair.dead_letter)
         copies = dlq.select(ctx.queues, url, dlq.Selection(message_id=run.job_id))
     except MatchstatsError as exc:
-        print(f"\n  dead-letter copy: not looked up ({exc})")
+        print(f"\n  dead-letter copy: not looked up ({printable(str(exc))})")
         return
     print()
     if not copies:
@@ -255,7 +256,7 @@ def _print_dead_letter_copy(ctx: Context, run: JobHistoryRow) -> None:
     for copy in copies:
         print(
             f"  dead-letter copy: message {copy.message_id} in {pair.dead_letter.value}"
-            f" (matchstats.sourceMessageId {copy.source_message_id}); redrive it with"
+            f" (matchstats.sourceMessageId {printable(copy.source_message_id)}); redrive it with"
             f" `matchstats dlq redrive {run.job_type} --id {copy.message_id}`"
         )
 

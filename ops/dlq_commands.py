@@ -10,7 +10,7 @@ from collections import Counter
 from ops import dlq, redrive
 from ops.commands import EXIT_OK, EXIT_USAGE, error
 from ops.context import Context
-from ops.render import ProgressBar, duration, shorten, table
+from ops.render import ProgressBar, duration, printable, shorten, table
 from ops.settings import DEAD_LETTER_PAIRS
 
 
@@ -72,7 +72,8 @@ def dlq_redrive(ctx: Context) -> int:
             )
         moved = dlq.redrive_selected(ctx.queues, dead_letter_url, source_url, selection)
         print(
-            f"moved {moved.done} of {len(moved.selected)} message(s) {selection.describe()}"
+            f"moved {moved.done} of {len(moved.selected)} message(s)"
+            f" {printable(selection.describe())}"
             f" from {pair.dead_letter.value} to {pair.source.value} (copy)"
         )
         if moved.left_behind:
@@ -92,7 +93,7 @@ def dlq_redrive(ctx: Context) -> int:
             limit=ctx.args.limit,
             method=method,
             progress=bar.update,
-            notify=lambda text: print(f"matchstats: {text}", file=sys.stderr),
+            notify=lambda text: print(f"matchstats: {printable(text)}", file=sys.stderr),
             hold_s=ctx.args.hold,
         )
     finally:
@@ -127,11 +128,18 @@ def dlq_discard(ctx: Context) -> int:
     selection = _selection(ctx) or dlq.Selection()
     chosen = dlq.select(ctx.queues, url, selection)
     if not chosen:
-        print(f"no message {selection.describe()} in {pair.dead_letter.value}: nothing to discard")
+        print(
+            f"no message {printable(selection.describe())} in {pair.dead_letter.value}:"
+            " nothing to discard"
+        )
         return EXIT_OK
     kinds = Counter(letter.kind for letter in chosen)
-    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
-    print(f"{len(chosen)} message(s) {selection.describe()} in {pair.dead_letter.value}: {summary}")
+    # A kind is whatever the message's matchstats.errorKind says: its sender may forge it.
+    summary = ", ".join(f"{count} {printable(kind)}" for kind, count in sorted(kinds.items()))
+    print(
+        f"{len(chosen)} message(s) {printable(selection.describe())} in"
+        f" {pair.dead_letter.value}: {summary}"
+    )
     if not ctx.args.yes:
         if not sys.stdin.isatty():
             return error(

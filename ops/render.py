@@ -16,15 +16,22 @@ _BIDI_CONTROLS = frozenset(
 )
 
 
+# Cc: C0, DEL and C1 controls, so ESC (or the 8-bit CSI) cannot start an escape sequence
+# that recolours, retitles or clears the screen or writes the clipboard. Cs: lone
+# surrogates, which is how Python holds argv bytes that are not UTF-8 (surrogateescape);
+# written as they are, they fail the write with UnicodeEncodeError.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cs"})
+
+
 def printable(text: str) -> str:
-    """`text` safe to write to an operator's terminal: each control character (Unicode
-    category Cc: C0, DEL and C1, so ESC cannot start an escape sequence that recolours,
-    retitles or clears the screen or writes the clipboard) and each bidirectional control
-    is written as its Python escape (`\\x1b`, `\\u202e`). Message bodies, reasons and
-    subjects come from whoever sent the message; everything else passes unchanged."""
+    """`text` safe to write to an operator's terminal: each control character, lone
+    surrogate and bidirectional control is written as its Python escape (`\\x1b`,
+    `\\udcff`, `\\u202e`). Message bodies, reasons, subjects and error kinds come from
+    whoever sent the message, ids and kinds from whoever typed the command; everything
+    else passes unchanged."""
     return "".join(
         char.encode("unicode_escape").decode("ascii")
-        if char in _BIDI_CONTROLS or unicodedata.category(char) == "Cc"
+        if char in _BIDI_CONTROLS or unicodedata.category(char) in _ESCAPED_CATEGORIES
         else char
         for char in text
     )

@@ -136,6 +136,8 @@ class OpsStore:
         """Newest first. `subject` matches any part of the subject, case-insensitively
         (taken literally: % and _ are not wildcards); `since` and `until` bound the
         finish time (since inclusive)."""
+        if subject is not None and not _is_text(subject):
+            return []
         rows = self._fetch(
             "job_history",
             {
@@ -153,6 +155,8 @@ class OpsStore:
         """The runs of one job, oldest first: `key` is the message id the job ran for (its
         SQS message id; `manual-...` for `refresh --wait`) or the job_history id of any of
         its runs."""
+        if not _is_text(key):
+            return []
         row_id = int(key) if key.isdigit() and int(key) < 2**63 else None
         rows = self._fetch("job_runs", {"key": key, "row_id": row_id})
         return [JobRun.model_validate(row) for row in rows]
@@ -196,6 +200,17 @@ class OpsStore:
                     f"{exc} (has the database been migrated?)"
                 ) from exc.__cause__
             raise
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` can be sent to the database as text. Bytes of argv that are not
+    UTF-8 reach Python as lone surrogates: no id or subject holds them, so a lookup by
+    them matches nothing (psycopg would fail to encode them)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @contextmanager

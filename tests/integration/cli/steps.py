@@ -3,6 +3,7 @@ does, and playing the app and the points function to give it something to show."
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,9 @@ from testkit.seed import Season, create_season
 from tests.template_queues import TemplateQueues
 
 QUEUES = ("PointsQueue", "PointsDeadLetterQueue", "RefreshQueue", "RefreshDeadLetterQueue")
+# What must never reach the operator's terminal as is: C0 and C1 controls but tab and
+# newline, DEL, bidirectional controls, and lone surrogates (undecodable bytes of argv).
+UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,13 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str, aws: Aws | None = None) 
     code = main(list(argv), aws=aws)
     captured = capsys.readouterr()
     return Run(code, captured.out, captured.err)
+
+
+def assert_printable(*runs: Run) -> None:
+    """No run wrote a control character, a bidirectional control or a lone surrogate."""
+    for run in runs:
+        assert not UNPRINTABLE.search(run.out), run.out
+        assert not UNPRINTABLE.search(run.err), run.err
 
 
 def season(db: psycopg.Connection, competitions: int = 1, teams: int = 8) -> Season:

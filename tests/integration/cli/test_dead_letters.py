@@ -17,6 +17,7 @@ from testkit.events import points_bodies
 from testkit.oracle import actual_match_points, expected_match_points
 from testkit.seed import complete_matches
 from tests.integration.cli.steps import (
+    assert_printable,
     bodies,
     cli,
     consume_points,
@@ -256,3 +257,35 @@ def test_redrive_uses_a_message_move_task_where_the_endpoint_runs_one(
     assert "(move-task)" in redriven.out
     assert sqs.tasks[0]["DestinationArn"] == stack.arns["PointsQueue"]
     assert sorted(bodies(stack.drain_all("PointsQueue"))) == sorted(points_bodies(*matches))
+
+
+def test_forged_error_kinds_and_typed_selections_are_shown_escaped(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a dead letter whose error kind a producer forged (SQS moves an oversized
+    # message with the attributes its sender gave it): an 8-bit CSI that clears the
+    # screen, and a right-to-left override
+    stack.sqs.send_message(
+        QueueUrl=stack.urls["PointsDeadLetterQueue"],
+        MessageBody="{}",
+        MessageAttributes={
+            "matchstats.errorKind": {"DataType": "String", "StringValue": "kind\x9b2J\u202e"}
+        },
+    )
+
+    # When the operator is asked to discard it (and declines), and selects by a kind or an
+    # id that carry escape sequences
+    monkeypatch.setattr("sys.stdin", Terminal("n"))
+    asked = cli(capsys, "dlq", "discard", "points")
+    by_kind = cli(capsys, "dlq", "discard", "points", "--kind", "\x1b[2J", "--yes")
+    by_id = cli(capsys, "dlq", "redrive", "points", "--id", "\x1b]52;c;cm0gLXJm\x07")
+
+    # Then each says what it selected, escaped, and nothing was taken
+    assert asked.code == by_kind.code == by_id.code == 0, asked.err + by_kind.err + by_id.err
+    assert "1 message(s) all in PointsDeadLetterQueue: 1 kind\\x9b2J\\u202e" in asked.out
+    assert "no message of kind \\x1b[2J in PointsDeadLetterQueue" in by_kind.out
+    assert "\\x1b]52;c;cm0gLXJm\\x07" in by_id.out
+    assert_printable(asked, by_kind, by_id)
+    assert stack.depth("PointsDeadLetterQueue")["visible"] == 1

@@ -21,7 +21,15 @@ from devstack.postgres import create_database, drop_database
 from refresh_views import app as refresh_app
 from testkit.events import points_bodies, sqs_event
 from testkit.seed import complete_matches
-from tests.integration.cli.steps import QUEUES, cli, dead_letter_points, invoke_points, peek, season
+from tests.integration.cli.steps import (
+    QUEUES,
+    assert_printable,
+    cli,
+    dead_letter_points,
+    invoke_points,
+    peek,
+    season,
+)
 from tests.template_queues import TemplateQueues
 
 
@@ -259,7 +267,7 @@ def test_message_text_reaches_the_terminal_escaped_never_as_control_sequences(
     # Then no output holds a control character or a bidirectional override...
     for run in (listed, shown, dead_letters):
         assert run.code == 0, run.err
-        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]", run.out)
+    assert_printable(listed, shown, dead_letters)
     # ...and where the body is shown, its sequences are there in escaped form
     escaped = "\\x1b[2J\\x1b]52;c;cm0gLXJm\\x07\\u202e"
     assert escaped in shown.out
@@ -333,3 +341,25 @@ def test_a_job_that_failed_once_then_succeeded_reads_the_same_by_any_of_its_ids(
     failures = status.out.split("Latest job failures", 1)[1]
     assert "retried" in failures
     assert "retry 2 of 3" not in failures
+
+
+def test_typed_ids_and_subjects_are_echoed_escaped_and_undecodable_ones_match_nothing(
+    capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
+) -> None:
+    # Given an operator who types an escape sequence (clear the screen), and bytes that are
+    # not UTF-8, which Python's argv holds as lone surrogates (surrogateescape)
+    undecodable = b"\xff\xfe".decode("utf-8", "surrogateescape")
+    season(db)
+
+    # When they look a job up by them, and filter the history on them
+    escape = cli(capsys, "jobs", "show", "\x1b[2J")
+    shown = cli(capsys, "jobs", "show", undecodable)
+    listed = cli(capsys, "jobs", "--subject", undecodable[0])
+
+    # Then no job matches, said in escaped form
+    assert escape.code == shown.code == 1
+    assert "no job run with id \\x1b[2J " in escape.err
+    assert "no job run with id \\udcff\\udcfe " in shown.err
+    assert listed.code == 0, listed.err
+    assert listed.out == "no job runs match\n"
+    assert_printable(escape, shown, listed)

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from devstack.processes import free_port
-from tests.integration.cli.steps import cli, season
+from tests.integration.cli.steps import assert_printable, cli, season
 from tests.template_queues import TemplateQueues
 
 REPO = Path(__file__).resolve().parents[3]
@@ -104,6 +104,16 @@ def test_a_number_out_of_range_is_named_for_what_it_bounds(
     # Then the error says which range: a limit is not an id
     assert run.code == 2
     assert message in run.err
+
+
+def test_a_usage_error_quotes_what_was_typed_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    # When the operator types an escape sequence and undecodable bytes where none belong
+    run = cli(capsys, "status", "\x1b]0;owned\x07", b"\xff".decode("utf-8", "surrogateescape"))
+
+    # Then the one line names them, escaped
+    assert run.code == 2
+    assert "unrecognized arguments: \\x1b]0;owned\\x07 \\udcff" in run.err
+    assert_printable(run)
 
 
 def test_unknown_ids_are_one_line_and_exit_1(
