@@ -6,7 +6,9 @@ The only code that calls EventBridge.
 A publish that fails is retried (botocore's standard retries for throttling and server
 errors, then the entries EventBridge reports failed, a few times more) and then given up
 with a log line: the refresh it tells of has committed, and a missed event only leaves a
-cache to its own expiry. It never fails the refresh, and never outlasts its time budget:
+cache to its own expiry. A client that cannot be built (no region, a malformed endpoint
+override) is given up at once: building it again would fail the same way. Publishing
+never raises, whatever the error, and never outlasts its time budget:
 botocore's default timeouts (60 s to connect, 60 s to read, per attempt) would let an
 unreachable endpoint, such as a VPC with no route to EventBridge, hold the invocation
 past the Lambda timeout, so every attempt here is bounded (EVENTS_CLIENT_CONFIG) and no
@@ -21,10 +23,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from matchstats.errors import DeadlineError, MatchstatsError
 from matchstats.observability import logger
 
 if TYPE_CHECKING:
@@ -57,6 +59,10 @@ EVENTS_CLIENT_CONFIG = Config(
 )
 
 
+class EntriesRejectedError(MatchstatsError):
+    """EventBridge answered but did not accept an entry (its ErrorCode and ErrorMessage)."""
+
+
 class StandingsRefreshed(BaseModel):
     """The event's `detail`: {"views": [...], "competitionIds": [...], "finishedAt": ...}."""
 
@@ -78,44 +84,66 @@ def default_events_client() -> EventBridgeClient:
 
 
 class StandingsEvents:
-    """Publishes StandingsRefreshed events; `client` defaults to boto3's, built on first use."""
+    """Publishes StandingsRefreshed events; the client is `client`, or else built by
+    `client_factory` (boto3's by default) on first use, so that building it can fail
+    only inside publish, which never raises."""
 
     def __init__(
         self,
         client: EventBridgeClient | None = None,
         *,
+        client_factory: Callable[[], EventBridgeClient] = default_events_client,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
+        self._client_factory = client_factory
         self._sleep = sleep
         self._clock = clock
+        # Why the last publish failed (None after one that succeeded), for a caller that
+        # tells a person: the exception building the client or calling EventBridge, an
+        # EntriesRejectedError, or a DeadlineError when the budget ran out first.
+        self.last_error: Exception | None = None
 
     def publish(self, refreshed: StandingsRefreshed, *, budget_s: float = DEFAULT_BUDGET_S) -> bool:
         """Puts the event (several, when it names more than COMPETITIONS_PER_EVENT
         competitions) within `budget_s` seconds: no put_events call starts that could
         end later (each takes at most 2 x (2 s connect + 3 s read)). Returns whether
-        every entry was accepted; never raises."""
+        every entry was accepted; never raises (the reason is in `last_error`)."""
+        self.last_error = None
         deadline = self._clock() + budget_s
         pending = [_entry(part) for part in _parts(refreshed)]
         for attempt in range(1, _ATTEMPTS + 1):
             pending = self._put(pending, deadline)
             if not pending:
                 return True
+            if self._client is None:  # not built: another attempt fails the same way
+                break
             pause = _RETRY_PAUSE_S * attempt
             if attempt == _ATTEMPTS or self._clock() + pause + _CALL_WORST_S > deadline:
                 break
             self._sleep(pause)
+        if self.last_error is None:
+            self.last_error = DeadlineError(f"no PutEvents call fits in {budget_s:g} s")
         logger.error(
             "StandingsRefreshed not published; app caches wait for their own expiry",
-            extra={"entries": len(pending), "views": refreshed.views},
+            extra={
+                "entries": len(pending),
+                "views": refreshed.views,
+                "error": str(self.last_error),
+                "error_type": type(self.last_error).__name__,
+            },
         )
         return False
 
     def _put(self, entries: Sequence[dict[str, Any]], deadline: float) -> list[dict[str, Any]]:
         """The entries not accepted (the ones not tried for lack of time among them)."""
         if self._client is None:
-            self._client = default_events_client()
+            try:
+                self._client = self._client_factory()
+            except Exception as exc:
+                self.last_error = exc
+                return list(entries)
         failed: list[dict[str, Any]] = []
         for start in range(0, len(entries), _ENTRIES_PER_CALL):
             chunk = list(entries[start : start + _ENTRIES_PER_CALL])
@@ -124,17 +152,25 @@ class StandingsEvents:
                 continue
             try:
                 response = self._client.put_events(Entries=chunk)  # type: ignore[arg-type,unused-ignore]
-            except (BotoCoreError, ClientError) as exc:
-                logger.warning("PutEvents failed", extra={"error": str(exc)})
+            except Exception as exc:
+                logger.warning(
+                    "PutEvents failed",
+                    extra={"error": str(exc), "error_type": type(exc).__name__},
+                )
+                self.last_error = exc
                 failed.extend(chunk)
                 continue
             results = response.get("Entries", [])
-            failed.extend(
-                entry
-                for entry, result in zip(chunk, results, strict=False)
-                if result.get("ErrorCode")
-            )
+            for entry, result in zip(chunk, results, strict=False):
+                if result.get("ErrorCode"):
+                    self.last_error = EntriesRejectedError(_rejection(result))
+                    failed.append(entry)
         return failed
+
+
+def _rejection(result: Any) -> str:
+    code, message = str(result["ErrorCode"]), result.get("ErrorMessage")
+    return f"{code}: {message}" if message else code
 
 
 def _parts(refreshed: StandingsRefreshed) -> list[StandingsRefreshed]:
