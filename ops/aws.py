@@ -23,6 +23,7 @@ from botocore.exceptions import (
 )
 
 from matchstats.errors import ConfigurationError, QueueUnavailableError
+from matchstats.events import EVENTS_CLIENT_CONFIG
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -76,8 +77,9 @@ class Aws:
 
     @property
     def events(self) -> Any:
-        """EventBridge, for the StandingsRefreshed event of a refresh run here."""
-        return self._client("events", "events", _CLIENT_CONFIG)
+        """EventBridge, for the StandingsRefreshed event of a refresh run here: with the
+        bounded timeouts and attempts that StandingsEvents' time budget counts on."""
+        return self._client("events", "events", EVENTS_CLIENT_CONFIG)
 
     def stack(self, stack_name: str) -> StackInfo:
         """The stack's outputs and parameters, by key."""

@@ -7,12 +7,15 @@ traceback.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 
 from matchstats.errors import MatchstatsError
+from matchstats.observability import logger as layer_logger
 from ops import commands
 from ops.arguments import build_parser
 from ops.aws import Aws
@@ -43,6 +46,23 @@ def local_stack(environ: Mapping[str, str]) -> dict[str, str] | None:
     return dict(found.variables) if found is not None else None
 
 
+@contextmanager
+def layer_logs(*, debug: bool) -> Iterator[None]:
+    """The layer logs JSON lines to stdout for CloudWatch; a command prints plain text on
+    stdout and tells what went wrong itself, so while it runs those lines are dropped, or
+    with MATCHSTATS_DEBUG set written to stderr."""
+    with ExitStack() as restore:
+        handler = layer_logger.registered_handler
+        if isinstance(handler, logging.StreamHandler):
+            restore.callback(handler.setStream, handler.stream)
+            handler.setStream(sys.stderr)
+        underlying = logging.getLogger(layer_logger.name)  # the logging.Logger it writes with
+        restore.callback(underlying.setLevel, underlying.level)
+        if not debug:
+            underlying.setLevel(logging.CRITICAL + 1)
+        yield
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -67,7 +87,8 @@ def main(
                 local=local,
             )
         context = Context(args, aws, env)
-        code: int = args.run(context)
+        with layer_logs(debug=bool(env.get(DEBUG_ENV))):
+            code: int = args.run(context)
         return code
     except RedriveInterruptedError as exc:
         return commands.error(f"interrupted: {exc}", EXIT_INTERRUPTED)

@@ -17,7 +17,7 @@ from matchstats.refresh import ViewDecision
 from matchstats.refresh_requests import enqueue_refresh
 from ops import dlq, recompute, refresh_now, status
 from ops import jobs as job_fates
-from ops.aws import queue_label
+from ops.aws import describe, queue_label
 from ops.context import Context
 from ops.render import ProgressBar, age, duration, printable, shorten, table, timestamp
 from ops.settings import DEAD_LETTER_PAIRS, QueueName
@@ -35,6 +35,11 @@ def error(message: str, code: int = EXIT_FAILED) -> int:
     or a library's text quoting it), and returns the exit status."""
     print(f"matchstats: error: {printable(' '.join(message.split()))}", file=sys.stderr)
     return code
+
+
+def notice(message: str) -> None:
+    """Prints `message` as one line on stderr, for what went wrong but fails nothing."""
+    print(f"matchstats: {' '.join(message.split())}", file=sys.stderr)
 
 
 def migrate(ctx: Context) -> int:
@@ -310,6 +315,9 @@ def refresh(ctx: Context) -> int:
             f" manual{', forced' if ctx.args.force else ''}, message id {message_id}"
         )
         return EXIT_OK
+    # The client is built only when there is an event to publish, so that a refresh needs
+    # nothing but the database; without AWS settings the event is told as not published.
+    events = StandingsEvents(client_factory=lambda: ctx.aws.events)
     started = time.monotonic()
     runs = refresh_now.refresh_now(
         ctx.refresh_store,
@@ -318,7 +326,7 @@ def refresh(ctx: Context) -> int:
         force=ctx.args.force,
         full=ctx.args.full,
         timeout_ms=ctx.args.timeout * 1000,
-        events=StandingsEvents(ctx.aws.events),
+        events=events,
     )
     print(
         table(
@@ -334,6 +342,8 @@ def refresh(ctx: Context) -> int:
         )
     )
     print(f"done in {duration(time.monotonic() - started)}")
+    if events.last_error is not None:  # the refresh committed all the same
+        notice(f"StandingsRefreshed not published: {describe(events.last_error)}")
     return EXIT_OK
 
 

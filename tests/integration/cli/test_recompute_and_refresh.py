@@ -1,16 +1,26 @@
 """`matchstats recompute` and `refresh`: points messages enqueued for the selected matches,
-and a refresh requested or run in process."""
+and a refresh requested or run in process, also where no AWS setting exists at all."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from testkit.events import points_bodies
-from testkit.oracle import actual_match_points, expected_match_points
+from testkit.oracle import (
+    actual_competitor_stats,
+    actual_match_points,
+    actual_standings,
+    expected_competitor_stats,
+    expected_match_points,
+    expected_standings,
+)
 from testkit.seed import complete_matches, void_match
 from tests.integration.cli.steps import cli, consume_points, invoke_points, season
 from tests.template_queues import TemplateQueues
@@ -87,3 +97,85 @@ def test_refresh_enqueues_or_runs_in_process(
     assert skipped.out.count("skipped: nothing changed") == 2
     assert forced.out.count("executed") == 1
     assert "competitor_stats" not in forced.out
+
+
+SCRIPT = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "matchstats"
+
+
+def run_with_only_a_database(
+    home: Path, database_url: str, *argv: str
+) -> subprocess.CompletedProcess[str]:
+    """The installed script as `env -i PATH=... HOME=... DATABASE_URL=... matchstats ...`
+    runs it: no AWS region, credentials, profile, config file or endpoint."""
+    return subprocess.run(  # noqa: S603 - fixed arguments, no shell
+        [str(SCRIPT), *argv],
+        env={"PATH": os.environ["PATH"], "HOME": str(home), "DATABASE_URL": database_url},
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_refresh_in_process_needs_only_the_database_and_says_the_event_was_not_published(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    # Given completed matches with points that no view shows yet
+    rng = random.Random(11)
+    matches = season(db).match_ids
+    complete_matches(db, matches[:4], rng)
+    invoke_points(points_bodies(*matches[:4]))
+
+    # When an operator with nothing but DATABASE_URL rebuilds the standings, then (after
+    # more results) forces a refresh, waiting for each
+    full = run_with_only_a_database(tmp_path, database_url, "refresh", "--full")
+    full_shown = actual_standings(db) == expected_standings(db)
+    complete_matches(db, matches[4:8], rng)
+    invoke_points(points_bodies(*matches[4:8]))
+    forced = run_with_only_a_database(tmp_path, database_url, "refresh", "--force", "--wait")
+
+    # Then each refresh ran and committed: both views executed and show every result
+    for run in (full, forced):
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.count("executed") == 2
+        assert "done in" in run.stdout
+    assert full_shown
+    assert actual_standings(db) == expected_standings(db)
+    assert actual_competitor_stats(db) == expected_competitor_stats(db)
+    # ...the output is the plain table, and one plain line says the event went nowhere, why
+    for run in (full, forced):
+        assert "{" not in run.stdout
+        [line] = run.stderr.splitlines()
+        assert line.startswith("matchstats: StandingsRefreshed not published: no AWS region")
+
+
+def test_refresh_in_process_with_a_region_but_no_credentials_prints_plain_text(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    # Given completed matches with points that no view shows yet
+    matches = season(db).match_ids[:4]
+    complete_matches(db, matches, random.Random(12))
+    invoke_points(points_bodies(*matches))
+
+    # When an operator names a region but has no AWS credentials, and refreshes, waiting
+    run = run_with_only_a_database(
+        tmp_path, database_url, "refresh", "--wait", "--region", "eu-west-1"
+    )
+
+    # Then the refresh committed, the table is plain text with no log line mixed in, and
+    # one plain line says why the event went nowhere
+    assert run.returncode == 0, run.stderr
+    assert actual_standings(db) == expected_standings(db)
+    assert run.stdout.count("executed") == 2
+    assert "{" not in run.stdout
+    [line] = run.stderr.splitlines()
+    assert line.startswith("matchstats: StandingsRefreshed not published: no AWS credentials")
