@@ -27,7 +27,8 @@ configuration (explicit environment variables win over --stack):
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL
                                      the usual boto3 settings; AWS_ENDPOINT_URL points
                                      at a local stack
-  MATCHSTATS_DEBUG=1                 print the traceback of an unexpected error
+  MATCHSTATS_DEBUG=1                 print the traceback of an unexpected error, and
+                                     the functions' own log lines (on stderr)
 
 exit status:
   {EXIT_OK}    the command did what it says
@@ -120,7 +121,9 @@ manual), or with --wait refreshes them in this process with the function's own
 logic and prints how long each took, or why it was skipped (nothing changed
 since the last refresh; --force refreshes anyway). --full rebuilds both from
 match_points in this process, in either standings mode: every key, not only the
-logged ones (implies --wait and --force)."""
+logged ones (implies --wait and --force). A refresh run here that changed rows
+then publishes StandingsRefreshed; it needs only the database: without AWS
+settings, one line says that the event was not published, and why."""
 
 MIGRATE_HELP = """\
 Applies the migrations that are missing, each once, in its own transaction (safe to
