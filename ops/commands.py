@@ -33,13 +33,14 @@ EXIT_INTERRUPTED = 130
 def error(message: str, code: int = EXIT_FAILED) -> int:
     """Prints `message` as one line on stderr, escaped (it may hold what the operator typed
     or a library's text quoting it), and returns the exit status."""
-    print(f"matchstats: error: {printable(' '.join(message.split()))}", file=sys.stderr)
+    notice(f"error: {message}")
     return code
 
 
 def notice(message: str) -> None:
-    """Prints `message` as one line on stderr, for what went wrong but fails nothing."""
-    print(f"matchstats: {' '.join(message.split())}", file=sys.stderr)
+    """Prints `message` as one line on stderr, escaped like error's, for what went wrong
+    but fails nothing."""
+    print(f"matchstats: {printable(' '.join(message.split()))}", file=sys.stderr)
 
 
 def migrate(ctx: Context) -> int:
