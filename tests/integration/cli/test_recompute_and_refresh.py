@@ -67,9 +67,7 @@ def test_refresh_enqueues_or_runs_in_process(
     capsys: pytest.CaptureFixture[str], stack: TemplateQueues, db: psycopg.Connection
 ) -> None:
     # Given completed matches with points that no view shows yet
-    matches = season(db).match_ids[:6]
-    complete_matches(db, matches, random.Random(7))
-    invoke_points(points_bodies(*matches))
+    results_in(db, season(db).match_ids[:6], random.Random(7))
     stack.drain_all("RefreshQueue")  # the function's own requests
 
     # When the operator requests a refresh, then runs one, then another, then forces one
@@ -99,6 +97,12 @@ def test_refresh_enqueues_or_runs_in_process(
     assert "competitor_stats" not in forced.out
 
 
+def results_in(db: psycopg.Connection, matches: list[int], rng: random.Random) -> None:
+    """The app completes `matches` and CalculatePointsFunction computes their points."""
+    complete_matches(db, matches, rng)
+    invoke_points(points_bodies(*matches))
+
+
 SCRIPT = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "matchstats"
 
 
@@ -118,25 +122,20 @@ def run_with_only_a_database(
     )
 
 
+@pytest.mark.usefixtures("stack")
 def test_refresh_in_process_needs_only_the_database_and_says_the_event_was_not_published(
-    capsys: pytest.CaptureFixture[str],
-    stack: TemplateQueues,
-    db: psycopg.Connection,
-    database_url: str,
-    tmp_path: Path,
+    db: psycopg.Connection, database_url: str, tmp_path: Path
 ) -> None:
     # Given completed matches with points that no view shows yet
     rng = random.Random(11)
     matches = season(db).match_ids
-    complete_matches(db, matches[:4], rng)
-    invoke_points(points_bodies(*matches[:4]))
+    results_in(db, matches[:4], rng)
 
     # When an operator with nothing but DATABASE_URL rebuilds the standings, then (after
     # more results) forces a refresh, waiting for each
     full = run_with_only_a_database(tmp_path, database_url, "refresh", "--full")
     full_shown = actual_standings(db) == expected_standings(db)
-    complete_matches(db, matches[4:8], rng)
-    invoke_points(points_bodies(*matches[4:8]))
+    results_in(db, matches[4:8], rng)
     forced = run_with_only_a_database(tmp_path, database_url, "refresh", "--force", "--wait")
 
     # Then each refresh ran and committed: both views executed and show every result
@@ -154,17 +153,12 @@ def test_refresh_in_process_needs_only_the_database_and_says_the_event_was_not_p
         assert line.startswith("matchstats: StandingsRefreshed not published: no AWS region")
 
 
+@pytest.mark.usefixtures("stack")
 def test_refresh_in_process_with_a_region_but_no_credentials_prints_plain_text(
-    capsys: pytest.CaptureFixture[str],
-    stack: TemplateQueues,
-    db: psycopg.Connection,
-    database_url: str,
-    tmp_path: Path,
+    db: psycopg.Connection, database_url: str, tmp_path: Path
 ) -> None:
     # Given completed matches with points that no view shows yet
-    matches = season(db).match_ids[:4]
-    complete_matches(db, matches, random.Random(12))
-    invoke_points(points_bodies(*matches))
+    results_in(db, season(db).match_ids[:4], random.Random(12))
 
     # When an operator names a region but has no AWS credentials, and refreshes, waiting
     run = run_with_only_a_database(
