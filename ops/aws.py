@@ -7,6 +7,7 @@ AWS_REGION / AWS_DEFAULT_REGION or --region, and AWS_ENDPOINT_URL for the local 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,9 @@ class Aws:
         """`local`: the variables of a local stack (devstack.devenv), whose endpoint,
         region and dummy credentials then replace whatever this process's own say."""
         self._profile = profile
-        self._region = region
+        # botocore reads AWS_DEFAULT_REGION only; AWS_REGION is what Lambda and the other
+        # AWS SDKs set, and what the help names, so it counts here too.
+        self._region = region or os.environ.get("AWS_REGION") or None
         self._local = dict(local) if local is not None else None
         self._session: Any = None
         self._clients: dict[str, Any] = {}
