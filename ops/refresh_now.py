@@ -57,28 +57,24 @@ def refresh_now(
     request = RefreshMessage(
         scope=scope, reason=RefreshReason.MANUAL, requested_at=started_at, force=force
     )
-    runs = []
-    for view_name in scope.views:
-        state, done = store.refresh_view(
-            view_name,
-            lambda state: decide(state, [request]),
-            statement_timeout_ms=timeout_ms,
-            lock_timeout_ms=min(LOCK_WAIT_MS, timeout_ms),
-            full=full,
-        )
-        if done is None:
-            runs.append(ViewRun(view_name, skip_reason(state, [request]), None))
-        else:
-            runs.append(ViewRun(view_name, ViewDecision.EXECUTED, done.duration_ms, done))
-    changed = [run for run in runs if run.done is not None and run.done.changed]
-    if changed and events is not None:
-        events.publish(
-            StandingsRefreshed(
-                views=[run.view_name for run in changed],
-                competition_ids=sorted({c for run in changed for c in run.done_ids}),
-                finished_at=max(run.finished_at for run in changed),
+    runs: list[ViewRun] = []
+    try:
+        for view_name in scope.views:
+            state, done = store.refresh_view(
+                view_name,
+                lambda state: decide(state, [request]),
+                statement_timeout_ms=timeout_ms,
+                lock_timeout_ms=min(LOCK_WAIT_MS, timeout_ms),
+                full=full,
             )
-        )
+            if done is None:
+                runs.append(ViewRun(view_name, skip_reason(state, [request]), None))
+            else:
+                runs.append(ViewRun(view_name, ViewDecision.EXECUTED, done.duration_ms, done))
+    finally:
+        # A view that committed consumed its change log: its event is published even
+        # when a later view's refresh fails, or no later refresh would tell of it.
+        _publish(runs, events)
     views = {run.view_name: RefreshOutcome(run.decision.value) for run in runs}
     jobs.record(
         "refresh",
@@ -96,3 +92,15 @@ def refresh_now(
         started_at=started_at,
     )
     return runs
+
+
+def _publish(runs: list[ViewRun], events: StandingsEvents | None) -> None:
+    changed = [run for run in runs if run.done is not None and run.done.changed]
+    if changed and events is not None:
+        events.publish(
+            StandingsRefreshed(
+                views=[run.view_name for run in changed],
+                competition_ids=sorted({c for run in changed for c in run.done_ids}),
+                finished_at=max(run.finished_at for run in changed),
+            )
+        )

@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from matchstats.db.jobs import DEFAULT_BUDGET_MS
 from matchstats.errors import TransientError
 from matchstats.models import (
     JobRecord,
@@ -231,10 +232,13 @@ class InMemoryRefreshStore:
         *,
         fail_with: Mapping[str, TransientError] | None = None,
         duration_ms: int = 40,
+        changed_competitions: Mapping[str, list[int]] | None = None,
     ) -> None:
         self.states = dict(states)
         self.fail_with = dict(fail_with or {})
         self.duration_ms = duration_ms
+        # A view named here reports rows changed, in these competitions, when refreshed.
+        self.changed_competitions = dict(changed_competitions or {})
         self.refreshed: list[ViewRefreshRecord] = []
         self.calls: list[dict[str, Any]] = []
 
@@ -245,12 +249,14 @@ class InMemoryRefreshStore:
         *,
         statement_timeout_ms: int,
         lock_timeout_ms: int,
+        full: bool = False,
     ) -> tuple[ViewState, ViewRefreshDone | None]:
         self.calls.append(
             {
                 "view": view_name,
                 "statement_timeout_ms": statement_timeout_ms,
                 "lock_timeout_ms": lock_timeout_ms,
+                "full": full,
             }
         )
         if view_name in self.fail_with:
@@ -261,7 +267,13 @@ class InMemoryRefreshStore:
             return state, None
         self.refreshed.append(record)
         finished_at = state.now + timedelta(milliseconds=self.duration_ms)
-        return state, ViewRefreshDone(finished_at=finished_at, duration_ms=self.duration_ms)
+        changed = self.changed_competitions.get(view_name)
+        return state, ViewRefreshDone(
+            finished_at=finished_at,
+            duration_ms=self.duration_ms,
+            changed=changed is not None,
+            competition_ids=changed or [],
+        )
 
 
 class InMemoryJobStore:
@@ -279,7 +291,7 @@ class InMemoryJobStore:
         records: Sequence[JobRecord],
         *,
         started_at: datetime,
-        budget_ms: int,
+        budget_ms: int = DEFAULT_BUDGET_MS,
     ) -> None:
         self.budgets.append(budget_ms)
         if self.fail_with is not None:
