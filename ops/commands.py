@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from matchstats.errors import MatchstatsError
-from matchstats.events import StandingsEvents
-from matchstats.messages import RefreshReason, RefreshScope
+from matchstats.events import StandingsEvents, StandingsRefreshed
+from matchstats.messages import REFRESHABLE_VIEWS, RefreshReason, RefreshScope
 from matchstats.models import JobHistoryRow, JobStatus, StandingsMode
 from matchstats.refresh import ViewDecision
 from matchstats.refresh_requests import enqueue_refresh
@@ -55,6 +55,7 @@ def migrate(ctx: Context) -> int:
         if ctx.store.set_standings_mode(mode):
             took = duration(time.monotonic() - started)
             print(f"standings are now {mode.value}: rebuilt from match_points in {took}")
+            _tell_the_app_of_the_rebuild(ctx)
         else:
             print(f"standings are already {mode.value}: nothing to switch")
     return EXIT_OK
@@ -298,6 +299,21 @@ def _short_list(ids: Sequence[int]) -> str:
     return ", ".join(str(i) for i in ids[:5]) + (
         f" and {len(ids) - 5} more" if len(ids) > 5 else ""
     )
+
+
+def _tell_the_app_of_the_rebuild(ctx: Context) -> None:
+    """A switch rebuilds both standings objects from match_points and consumes the change
+    log, so no later refresh would tell the app of the changes that were waiting: one
+    StandingsRefreshed names both views and every competition (SPEC section 6b)."""
+    competition_ids, finished_at = ctx.store.rebuilt_standings()
+    events = StandingsEvents(client_factory=lambda: ctx.aws.events)
+    events.publish(
+        StandingsRefreshed(
+            views=list(REFRESHABLE_VIEWS), competition_ids=competition_ids, finished_at=finished_at
+        )
+    )
+    if events.last_error is not None:  # the switch committed all the same
+        notice(f"StandingsRefreshed not published: {describe(events.last_error)}")
 
 
 def refresh(ctx: Context) -> int:

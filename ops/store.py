@@ -119,6 +119,16 @@ class OpsStore:
                 ) from exc
         return before is None or before[0] != mode.value
 
+    def rebuilt_standings(self) -> tuple[list[int], datetime]:
+        """What a rebuild of the standings may have changed, for StandingsRefreshed: every
+        competition of the application's (a competition whose last match was voided has
+        no standings rows left to name), and the database clock now, after the commit."""
+        with self._connections.transaction(READ_LIMITS) as conn:
+            ids = [row[0] for row in conn.execute("SELECT id FROM competitions ORDER BY id")]
+            row = conn.execute("SELECT clock_timestamp()").fetchone()
+        assert row is not None
+        return ids, row[0]
+
     def view_status(self) -> list[ViewStatusRow]:
         rows = self._fetch("view_status", {})
         return [ViewStatusRow.model_validate(row) for row in rows]

@@ -22,6 +22,7 @@ import pytest
 from devstack.queue_specs import queue_arn
 from devstack.sqs import LocalSqs
 from matchstats.messages import RefreshReason, RefreshScope
+from matchstats.models import StandingsMode
 from refresh_views import app
 from testkit.events import sqs_event
 from testkit.oracle import (
@@ -31,6 +32,8 @@ from testkit.oracle import (
     expected_standings,
 )
 from testkit.seed import correct_score
+from tests.conftest import switch_standings_mode
+from tests.integration.cli.steps import cli
 from tests.integration.refresh_steps import (
     VIEWS,
     compute_points,
@@ -222,3 +225,42 @@ def test_an_unreachable_eventbridge_never_fails_the_refresh(
         "SELECT status, count(*) FROM job_history WHERE job_type = 'refresh' GROUP BY status"
     ).fetchall()
     assert dict(history) == {"completed": 2}
+
+
+def test_a_mode_switch_tells_the_app_of_every_competition_it_rebuilt(
+    refresh_env: TemplateQueues,
+    standings_mode: StandingsMode,
+    db: psycopg.Connection,
+    database_url: str,
+    inbox: AppInbox,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given three competitions on show, and a correction whose points committed and wait
+    # in the change log for the next refresh
+    competitions = played_and_refreshed(db, database_url, inbox)
+    match_id = completed_match_of(db, competitions[1])
+    correct_score(db, match_id, 9, 0)
+    compute_points(database_url, [match_id])
+
+    # When the operator switches the standings to the other mode, which rebuilds them
+    # from match_points and so takes in the waiting change
+    other = next(mode for mode in StandingsMode if mode is not standings_mode)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    try:
+        switched = cli(capsys, "migrate", "--standings", other.value)
+        received = inbox.received()
+        refreshed_after = refresh(db)
+    finally:  # the module's later tests expect the mode standings_mode set
+        switch_standings_mode(database_url, standings_mode)
+
+    # Then the app heard of it: one event naming both views and every competition
+    assert switched.code == 0, switched.err
+    assert len(received) == 1, (switched.out, switched.err, received)
+    [event] = received
+    assert sorted(event["detail"]["views"]) == sorted(VIEWS)
+    assert event["detail"]["competitionIds"] == competitions
+    # ...and the next refresh found nothing waiting, so nothing was told twice
+    assert refreshed_after == {"batchItemFailures": []}
+    assert inbox.received() == []
+    assert actual_standings(db) == expected_standings(db)
