@@ -60,6 +60,7 @@ from matchstats.refresh import (
     decide,
     refresh_views,
 )
+from matchstats.stores import ViewRefresher
 from testkit.events import points_bodies
 from testkit.oracle import (
     actual_competitor_stats,
@@ -290,26 +291,12 @@ def _run(
     scale = size.coalescing_time_scale
     sqs = InMemorySqs(delay_scale=scale)
     queue = sqs.queue(REFRESH_QUEUE)
-    points = _points_dependencies(url, sqs)
+    points = points_dependencies(url, sqs)
     refresh_connections = ConnectionProvider(lambda: url)
     store = RefreshStore(refresh_connections)
     tally = Tally()
     consume = (
-        coalesced(
-            RefreshDependencies(
-                settings=RefreshSettings.from_env(
-                    {
-                        "DATABASE_URL": url,
-                        "REFRESH_QUEUE_URL": REFRESH_QUEUE,
-                        "DEAD_LETTER_QUEUE_URL": QUEUE_URL.format("RefreshDeadLetterQueue"),
-                    }
-                ),
-                store=store,
-                jobs=JobStore(refresh_connections),
-                queues=sqs,
-            ),
-            tally,
-        )
+        coalesced(refresh_dependencies(url, refresh_connections, store, sqs), tally)
         if policy == "coalesced"
         else naive(store, sqs, tally)
     )
@@ -368,11 +355,31 @@ def _run(
     }
 
 
-def _points_dependencies(url: str, sqs: InMemorySqs) -> PointsDependencies:
+def points_dependencies(url: str, sqs: InMemorySqs) -> PointsDependencies:
+    """The points logic's dependencies on `url`, sending into `sqs` (P2 and P8)."""
     connections = ConnectionProvider(lambda: url)
     return PointsDependencies(
         settings=points_settings(url, REFRESH_DELAY_S),
         store=PointsStore(connections),
+        jobs=JobStore(connections),
+        queues=sqs,
+    )
+
+
+def refresh_dependencies(
+    url: str, connections: ConnectionProvider, store: ViewRefresher, sqs: InMemorySqs
+) -> RefreshDependencies:
+    """The refresh logic's dependencies: `store` (the bundle's, or one wrapping it) and the
+    job history on `connections`, retrying into `sqs` (P2 and P8)."""
+    return RefreshDependencies(
+        settings=RefreshSettings.from_env(
+            {
+                "DATABASE_URL": url,
+                "REFRESH_QUEUE_URL": REFRESH_QUEUE,
+                "DEAD_LETTER_QUEUE_URL": QUEUE_URL.format("RefreshDeadLetterQueue"),
+            }
+        ),
+        store=store,
         jobs=JobStore(connections),
         queues=sqs,
     )

@@ -30,20 +30,17 @@ from bench.coalescing import (
     Mapping,
     Tally,
     coalesced,
+    points_dependencies,
+    refresh_dependencies,
 )
 from bench.database import complete_matches, connect
 from bench.fakes import InMemorySqs
 from bench.measure import Progress, percentile, ratio
-from bench.points_throughput import QUEUE_URL, points_settings
-from matchstats.config import RefreshSettings
 from matchstats.db.connection import ConnectionProvider
-from matchstats.db.jobs import JobStore
-from matchstats.db.points import PointsStore
 from matchstats.db.refresh import RefreshStore
 from matchstats.messages import REFRESHABLE_VIEWS
 from matchstats.models import StandingsMode, ViewRefreshDone, ViewState
-from matchstats.points import PointsDependencies, calculate_points
-from matchstats.refresh import RefreshDependencies
+from matchstats.points import calculate_points
 from matchstats.stores import Decision
 from testkit.events import points_bodies, received_messages
 
@@ -125,28 +122,8 @@ def run_stream(
     refresh_connections = ConnectionProvider(lambda: url)
     store = TimedStore(RefreshStore(refresh_connections))
     tally = Tally()
-    consume = coalesced(
-        RefreshDependencies(
-            settings=RefreshSettings.from_env(
-                {
-                    "DATABASE_URL": url,
-                    "REFRESH_QUEUE_URL": REFRESH_QUEUE,
-                    "DEAD_LETTER_QUEUE_URL": QUEUE_URL.format("RefreshDeadLetterQueue"),
-                }
-            ),
-            store=store,
-            jobs=JobStore(refresh_connections),
-            queues=sqs,
-        ),
-        tally,
-    )
-    points_connections = ConnectionProvider(lambda: url)
-    points = PointsDependencies(
-        settings=points_settings(url, REFRESH_DELAY_S),
-        store=PointsStore(points_connections),
-        jobs=JobStore(points_connections),
-        queues=sqs,
-    )
+    consume = coalesced(refresh_dependencies(url, refresh_connections, store, sqs), tally)
+    points = points_dependencies(url, sqs)
     batches = [match_ids[i : i + POINTS_BATCH] for i in range(0, len(match_ids), POINTS_BATCH)]
     interval_s = POINTS_BATCH / matches_per_s * time_scale
     progress(

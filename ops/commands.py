@@ -306,13 +306,26 @@ def _tell_the_app_of_the_rebuild(ctx: Context) -> None:
     log, so no later refresh would tell the app of the changes that were waiting: one
     StandingsRefreshed names both views and every competition (SPEC section 6b)."""
     competition_ids, finished_at = ctx.store.rebuilt_standings()
-    events = StandingsEvents(client_factory=lambda: ctx.aws.events)
+    events = _events(ctx)
     events.publish(
         StandingsRefreshed(
             views=list(REFRESHABLE_VIEWS), competition_ids=competition_ids, finished_at=finished_at
         )
     )
-    if events.last_error is not None:  # the switch committed all the same
+    _say_if_unpublished(events)
+
+
+def _events(ctx: Context) -> StandingsEvents:
+    """The client is built only when there is an event to publish, so that a refresh or a
+    switch needs nothing but the database; without AWS settings the event is told as not
+    published (_say_if_unpublished)."""
+    return StandingsEvents(client_factory=lambda: ctx.aws.events)
+
+
+def _say_if_unpublished(events: StandingsEvents) -> None:
+    """One notice line when the last publish failed; the refresh or switch it tells of
+    committed all the same, so the exit status stays 0."""
+    if events.last_error is not None:
         notice(f"StandingsRefreshed not published: {describe(events.last_error)}")
 
 
@@ -332,9 +345,7 @@ def refresh(ctx: Context) -> int:
             f" manual{', forced' if ctx.args.force else ''}, message id {message_id}"
         )
         return EXIT_OK
-    # The client is built only when there is an event to publish, so that a refresh needs
-    # nothing but the database; without AWS settings the event is told as not published.
-    events = StandingsEvents(client_factory=lambda: ctx.aws.events)
+    events = _events(ctx)
     started = time.monotonic()
     runs = refresh_now.refresh_now(
         ctx.refresh_store,
@@ -359,8 +370,7 @@ def refresh(ctx: Context) -> int:
         )
     )
     print(f"done in {duration(time.monotonic() - started)}")
-    if events.last_error is not None:  # the refresh committed all the same
-        notice(f"StandingsRefreshed not published: {describe(events.last_error)}")
+    _say_if_unpublished(events)
     return EXIT_OK
 
 

@@ -27,6 +27,18 @@ class RecordingEvents:
         return True
 
 
+def refresh_both_now(store: InMemoryRefreshStore, events: RecordingEvents) -> None:
+    """`matchstats refresh --force --wait` on the in-memory stores."""
+    refresh_now(
+        store,  # type: ignore[arg-type]
+        InMemoryJobStore(),  # type: ignore[arg-type]
+        scope=RefreshScope.ALL,
+        force=True,
+        timeout_ms=10_000,
+        events=events,  # type: ignore[arg-type]
+    )
+
+
 def test_a_view_that_committed_is_told_even_when_the_next_one_fails() -> None:
     # Given competition 1's standings changed, and competitor_stats' refresh failing
     store = InMemoryRefreshStore(
@@ -38,14 +50,7 @@ def test_a_view_that_committed_is_told_even_when_the_next_one_fails() -> None:
 
     # When the operator refreshes both views now
     with pytest.raises(DatabaseUnavailableError):
-        refresh_now(
-            store,  # type: ignore[arg-type]
-            InMemoryJobStore(),  # type: ignore[arg-type]
-            scope=RefreshScope.ALL,
-            force=True,
-            timeout_ms=10_000,
-            events=events,  # type: ignore[arg-type]
-        )
+        refresh_both_now(store, events)
 
     # Then the refresh that committed was told: its view and competition
     assert [(e.views, e.competition_ids) for e in events.published] == [([STANDINGS], [1])]
@@ -57,14 +62,7 @@ def test_both_views_changed_are_told_in_one_event() -> None:
         changed_competitions={STANDINGS: [2, 1], STATS: []},
     )
     events = RecordingEvents()
-    refresh_now(
-        store,  # type: ignore[arg-type]
-        InMemoryJobStore(),  # type: ignore[arg-type]
-        scope=RefreshScope.ALL,
-        force=True,
-        timeout_ms=10_000,
-        events=events,  # type: ignore[arg-type]
-    )
+    refresh_both_now(store, events)
     assert [(e.views, e.competition_ids) for e in events.published] == [
         ([STANDINGS, STATS], [1, 2])
     ]
