@@ -89,6 +89,28 @@ class DependentViewsError(MatchstatsError):
     mode switch replaces; PostgreSQL refuses to drop it (SQLSTATE 2BP01)."""
 
 
+class StandingsBusyError(MatchstatsError):
+    """A mode switch did not get its locks within MIGRATION_LIMITS' lock wait (SQLSTATE
+    55P03): a refresh or another switch held the standings, or readers never left the swap
+    a moment. Nothing was changed."""
+
+
+def _busy(mode: StandingsMode, exc: pg_errors.LockNotAvailable) -> str:
+    """Which wait ran out, from where in the switch the lock timeout was raised."""
+    waited = f"{MIGRATION_LIMITS.lock_timeout_ms / 1000:g} s"
+    if "matchstats_swap_standings" in (exc.diag.context or ""):
+        why = (
+            f"readers of competition_table, competition_standings or competitor_stats left"
+            f" the swap no moment to take its locks in {waited} (it gives way to them)"
+        )
+    else:
+        why = f"a refresh or another switch held the standings for longer than {waited}"
+    return (
+        f"cannot switch the standings to {mode.value}: {why}. Nothing was changed;"
+        " run it again, at a quieter moment if readers kept it waiting."
+    )
+
+
 def _one_line(detail: str | None) -> str:
     return "; ".join((detail or "no detail given").split("\n"))
 
@@ -107,8 +129,10 @@ class OpsStore:
         in one transaction that waits for running refreshes. Returns whether it switched
         (False: already in that mode)."""
         with self._connections.transaction(MIGRATION_LIMITS) as conn:
-            before = conn.execute("SELECT mode FROM standings_mode").fetchone()
             try:
+                # Locked before it is read: of two switches at once, the second waits here
+                # for the first to commit, then reads the mode that one switched to.
+                before = conn.execute("SELECT mode FROM standings_mode FOR UPDATE").fetchone()
                 conn.execute("SELECT matchstats_set_standings_mode(%s)", (mode.value,))
             except pg_errors.DependentObjectsStillExist as exc:
                 raise DependentViewsError(
@@ -117,6 +141,8 @@ class OpsStore:
                     f" application's depends on them ({_one_line(exc.diag.message_detail)});"
                     " drop it, switch, then create it again. Nothing was changed."
                 ) from exc
+            except pg_errors.LockNotAvailable as exc:
+                raise StandingsBusyError(_busy(mode, exc)) from exc
         return before is None or before[0] != mode.value
 
     def rebuilt_standings(self) -> tuple[list[int], datetime]:

@@ -59,6 +59,15 @@ def standings_equal_the_matches(db: psycopg.Connection) -> bool:
     )
 
 
+def assert_unchanged(db: psycopg.Connection) -> None:
+    """Still materialized views, whole, with no half-built object left behind."""
+    assert kinds(db)["competition_standings"] == "m"
+    assert db.execute("SELECT mode FROM standings_mode").fetchone() == ("materialized-view",)
+    leftovers = db.execute("SELECT relname FROM pg_class WHERE relname LIKE '%%\\_\\_next%%'")
+    assert leftovers.fetchall() == []
+    assert standings_equal_the_matches(db)
+
+
 def ranks(db: psycopg.Connection, competition_id: int) -> list[tuple[int, int]]:
     rows = db.execute(
         "SELECT rank, competitor_id FROM competition_table WHERE competition_id = %s",
@@ -321,11 +330,7 @@ def test_a_switch_that_cannot_swap_in_its_lock_wait_changes_nothing(
     # Then it gave up as a lock timeout after about its wait, and left the standings as
     # they were: still materialized views, whole, with no half-built object behind
     assert 0.3 <= waited < 2.0
-    assert kinds(db)["competition_standings"] == "m"
-    assert db.execute("SELECT mode FROM standings_mode").fetchone() == ("materialized-view",)
-    leftovers = db.execute("SELECT relname FROM pg_class WHERE relname LIKE '%%\\_\\_next%%'")
-    assert leftovers.fetchall() == []
-    assert standings_equal_the_matches(db)
+    assert_unchanged(db)
 
 
 def test_a_switch_refused_by_an_applications_view_names_it_and_changes_nothing(
