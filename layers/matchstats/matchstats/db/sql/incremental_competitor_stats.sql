@@ -40,11 +40,24 @@ upserted AS (
                excluded.competitions)
     RETURNING cs.competitor_id
 ),
+-- Touched competitors with no match left: usually none.
+gone AS (
+    SELECT t.competitor_id
+    FROM touched AS t
+    WHERE NOT EXISTS (SELECT 1 FROM fresh AS f WHERE f.competitor_id = t.competitor_id)
+),
+-- By row address, found by key, as incremental_competition_standings.sql deletes.
 deleted AS (
     DELETE FROM competitor_stats AS cs
-    USING touched AS t
-    WHERE cs.competitor_id = t.competitor_id
-      AND NOT EXISTS (SELECT 1 FROM fresh AS f WHERE f.competitor_id = t.competitor_id)
+    WHERE cs.ctid = ANY (ARRAY(
+        SELECT row_address.ctid
+        FROM gone AS g
+        CROSS JOIN LATERAL (
+            SELECT k.ctid FROM competitor_stats AS k
+            WHERE k.competitor_id = g.competitor_id
+            OFFSET 0
+        ) AS row_address
+    ))
     RETURNING cs.competitor_id
 )
 SELECT (SELECT count(*) FROM touched)::int                                        AS keys,
