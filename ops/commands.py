@@ -54,7 +54,10 @@ def migrate(ctx: Context) -> int:
         started = time.monotonic()
         if ctx.store.set_standings_mode(mode):
             took = duration(time.monotonic() - started)
-            print(f"standings are now {mode.value}: rebuilt from match_points in {took}")
+            print(
+                f"standings are now {mode.value}: rebuilt from match_points; the switch took"
+                f" {took}, waits for locks included"
+            )
             _tell_the_app_of_the_rebuild(ctx)
         else:
             print(f"standings are already {mode.value}: nothing to switch")

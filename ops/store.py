@@ -95,20 +95,35 @@ class StandingsBusyError(MatchstatsError):
     a moment. Nothing was changed."""
 
 
+# matchstats_set_standings_mode's first locks (migration 0009): each view's refresh lock,
+# in the views' order.
+_SWITCH_LOCKS = b"""
+SELECT count(pg_advisory_xact_lock(lock_key))
+FROM (
+    SELECT hashtextextended('matchstats.refresh:' || view_name, 0) AS lock_key
+    FROM unnest(ARRAY['competition_standings', 'competitor_stats']) AS view_name
+    ORDER BY view_name
+) AS keys
+"""
+
+
 def _busy(mode: StandingsMode, exc: pg_errors.LockNotAvailable) -> str:
     """Which wait ran out, from where in the switch the lock timeout was raised."""
     waited = f"{MIGRATION_LIMITS.lock_timeout_ms / 1000:g} s"
     if "matchstats_swap_standings" in (exc.diag.context or ""):
         why = (
             f"readers of competition_table, competition_standings or competitor_stats left"
-            f" the swap no moment to take its locks in {waited} (it gives way to them)"
+            f" the swap no moment to take its locks in {waited} (it gives way to them)."
+            " Nothing was changed; run it again at a quieter moment, or end the session"
+            " that keeps a transaction open on them (pg_stat_activity)"
         )
     else:
-        why = f"a refresh or another switch held the standings for longer than {waited}"
-    return (
-        f"cannot switch the standings to {mode.value}: {why}. Nothing was changed;"
-        " run it again, at a quieter moment if readers kept it waiting."
-    )
+        why = (
+            f"a lock it needs was held for longer than {waited}, by a refresh, another"
+            " switch, or a session holding the standings' tables or rows (pg_locks says"
+            " which). Nothing was changed; run it again when it is done"
+        )
+    return f"cannot switch the standings to {mode.value}: {why}."
 
 
 def _one_line(detail: str | None) -> str:
@@ -130,9 +145,15 @@ class OpsStore:
         (False: already in that mode)."""
         with self._connections.transaction(MIGRATION_LIMITS) as conn:
             try:
-                # Locked before it is read: of two switches at once, the second waits here
-                # for the first to commit, then reads the mode that one switched to.
+                # The function's own locks, taken first and in its order (the refresh locks,
+                # then the mode's row), so that nothing can deadlock with it. Of two
+                # switches at once the second waits here for the first to commit, then
+                # reads the mode that one switched to. The refresh bookkeeping rows the
+                # switch updates after its swap are locked now too: a wait for them after
+                # the swap would hold the readers' tables.
+                conn.execute(_SWITCH_LOCKS)
                 before = conn.execute("SELECT mode FROM standings_mode FOR UPDATE").fetchone()
+                conn.execute("SELECT view_name FROM view_refresh_state FOR UPDATE")
                 conn.execute("SELECT matchstats_set_standings_mode(%s)", (mode.value,))
             except pg_errors.DependentObjectsStillExist as exc:
                 raise DependentViewsError(

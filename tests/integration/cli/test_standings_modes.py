@@ -149,7 +149,9 @@ def test_switching_both_ways_loses_no_row_and_keeps_the_grants(
 
     # Then the standings are tables holding every row, the unrefreshed points included
     assert to_incremental.code == 0, to_incremental.err
-    assert "standings are now incremental" in to_incremental.out
+    assert "standings are now incremental: rebuilt from match_points; the switch took" in (
+        to_incremental.out
+    )
     # ...and the app's role still reads all three
     assert_whole_and_readable(db, StandingsMode.INCREMENTAL, played.competition_ids, app_reader)
     # ...and the incremental refresh keeps them current through a correction and a void

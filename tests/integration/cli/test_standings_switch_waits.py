@@ -58,6 +58,7 @@ def test_a_switch_starved_by_readers_says_so_and_changes_nothing(
         switched.err
     )
     assert "in 0.3 s (it gives way to them). Nothing was changed" in switched.err
+    assert "end the session that keeps a transaction open on them" in switched.err
     assert "standings are now" not in switched.out
     assert_unchanged(db)
 
@@ -82,10 +83,20 @@ def test_a_switch_behind_a_long_refresh_says_so_and_changes_nothing(
     assert switched.code == 1
     assert len(switched.err.strip().splitlines()) == 1
     assert (
-        "cannot switch the standings to incremental: a refresh or another switch held the"
-        " standings for longer than 0.3 s. Nothing was changed"
+        "cannot switch the standings to incremental: a lock it needs was held for longer"
+        " than 0.3 s, by a refresh, another switch"
     ) in switched.err
+    assert "Nothing was changed; run it again when it is done." in switched.err
     assert_unchanged(db)
+
+
+def switch_to_incremental(database_url: str) -> bool:
+    """`matchstats migrate --standings incremental`'s switch; whether it switched."""
+    connections = ConnectionProvider(lambda: database_url)
+    try:
+        return OpsStore(connections).set_standings_mode(StandingsMode.INCREMENTAL)
+    finally:
+        connections.close()
 
 
 def waiting_on_locks(db: psycopg.Connection) -> int:
@@ -113,20 +124,13 @@ def test_of_two_switches_at_once_one_rebuilds_and_the_other_has_nothing_to_switc
     # Given materialized views on show, and a refresh holding the standings for a moment
     season_on_show(capsys, db, database_url, StandingsMode.MATERIALIZED_VIEW, (1, 6, 13))
 
-    def switch() -> bool:
-        connections = ConnectionProvider(lambda: database_url)
-        try:
-            return OpsStore(connections).set_standings_mode(StandingsMode.INCREMENTAL)
-        finally:
-            connections.close()
-
     with psycopg.connect(database_url) as refresh, ThreadPoolExecutor(2) as pool:
         refresh.execute(REFRESH_LOCK, ("competition_standings",))
 
         # When two operators switch to incremental mode at once, both queued behind it
-        first = pool.submit(switch)
+        first = pool.submit(switch_to_incremental, database_url)
         wait_until(lambda: waiting_on_locks(db) == 1)
-        second = pool.submit(switch)
+        second = pool.submit(switch_to_incremental, database_url)
         wait_until(lambda: waiting_on_locks(db) == 2)
         refresh.commit()
         switched = sorted([first.result(timeout=30), second.result(timeout=30)])
@@ -134,5 +138,73 @@ def test_of_two_switches_at_once_one_rebuilds_and_the_other_has_nothing_to_switc
     # Then exactly one of them switched (and says "rebuilt"); the other found the mode
     # already incremental (and says so), and the tables are whole
     assert switched == [False, True]
+    assert kinds(db)["competition_standings"] == "r"
+    assert standings_equal_the_matches(db)
+
+
+def test_a_switch_by_the_function_and_one_by_the_command_at_once_do_not_deadlock(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+) -> None:
+    # Given materialized views on show, and a refresh holding the standings for a moment
+    season_on_show(capsys, db, database_url, StandingsMode.MATERIALIZED_VIEW, (1, 6, 14))
+    with (
+        psycopg.connect(database_url) as refresh,
+        psycopg.connect(database_url, autocommit=True) as by_hand,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        refresh.execute(REFRESH_LOCK, ("competition_standings",))
+
+        # When someone calls the switch's function by hand, and the command switches too,
+        # both queued behind the refresh
+        function = pool.submit(
+            by_hand.execute, "SELECT matchstats_set_standings_mode('incremental', force => true)"
+        )
+        wait_until(lambda: waiting_on_locks(db) == 1)
+        command = pool.submit(switch_to_incremental, database_url)
+        wait_until(lambda: waiting_on_locks(db) == 2)
+        refresh.commit()
+
+        # Then both finish, one after the other, in the order they asked: no deadlock
+        function.result(timeout=30)
+        assert command.result(timeout=30) is False
+    assert kinds(db)["competition_standings"] == "r"
+    assert standings_equal_the_matches(db)
+
+
+def test_a_switch_waits_for_the_refresh_bookkeeping_before_its_swap_not_after(
+    capsys: pytest.CaptureFixture[str],
+    stack: TemplateQueues,
+    db: psycopg.Connection,
+    database_url: str,
+) -> None:
+    # Given materialized views on show, and a session holding the refresh bookkeeping rows
+    # (view_refresh_state) that the switch updates
+    season_on_show(capsys, db, database_url, StandingsMode.MATERIALIZED_VIEW, (1, 6, 15))
+    errors: list[str] = []
+    with (
+        psycopg.connect(database_url) as holder,
+        psycopg.connect(database_url, autocommit=True) as reader,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        holder.execute("SELECT * FROM view_refresh_state FOR UPDATE")
+        reader.execute("SET lock_timeout = 200")
+
+        # When the operator switches while it holds them, and the app reads meanwhile
+        switched = pool.submit(switch_to_incremental, database_url)
+        wait_until(lambda: waiting_on_locks(db) == 1)
+        for _ in range(5):
+            try:
+                reader.execute("SELECT count(*) FROM competition_table").fetchone()
+            except psycopg.errors.LockNotAvailable as exc:
+                errors.append(str(exc))
+            time.sleep(0.05)
+        holder.commit()
+
+        # Then the switch waited before its swap: every read went through, then it switched
+        assert errors == []
+        assert switched.result(timeout=30) is True
     assert kinds(db)["competition_standings"] == "r"
     assert standings_equal_the_matches(db)
