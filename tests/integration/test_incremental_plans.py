@@ -3,21 +3,26 @@ by key, never by reading the whole table (issue 12: a refresh costs what changed
 history). Each view's statement is run under EXPLAIN ANALYZE after 1,000 corrected matches,
 on 400,000 match_points rows, and rolled back: once when no touched key lost its last
 match (the delete has nothing to do, and must not read the table to find that out), and
-once when one key did."""
+once when one key did. And a row that another session updates meanwhile is still
+deleted: the delete finds rows by key, not by an address that an update moves."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from bench.database import bulk_points, insert_fixtures
 from matchstats.db.sql import load_sql
 from matchstats.models import StandingsMode
 from tests.conftest import switch_standings_mode, truncate_all
+from tests.integration.cli.test_standings_switch_waits import waiting_on_locks
 from tests.integration.refresh_steps import compute_points
 from tests.integration.test_points_plans import nodes
 
@@ -123,3 +128,68 @@ def test_the_delete_step_reads_the_table_only_by_the_keys_that_emptied(
     assert ran <= BY_KEY
     if not emptied:
         assert ran == set()
+
+
+def refresh_incrementally(database_url: str) -> None:
+    """Both views' incremental statements, as RefreshViewsFunction runs them."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for statement in STATEMENTS.values():
+            conn.execute(load_sql(statement), {"full": False})
+
+
+def test_an_emptied_row_that_another_session_updates_meanwhile_is_still_deleted(
+    incremental_history: psycopg.Connection, database_url: str
+) -> None:
+    conn = incremental_history
+    row = conn.execute("SELECT max(competitor_id) FROM match_points").fetchone()
+    assert row is not None
+    competitor = int(row[0])
+    # Given a competitor whose every match went (its keys logged), so that the next
+    # refresh deletes its rows of both views
+    conn.execute(
+        "CREATE TABLE saved_points AS SELECT * FROM match_points WHERE competitor_id = %s",
+        (competitor,),
+    )
+    log_keys = (
+        "INSERT INTO changed_standings (competition_id, competitor_id)"
+        " SELECT DISTINCT competition_id, competitor_id FROM saved_points;"
+        " INSERT INTO changed_competitors (competitor_id) VALUES (%s)"
+    )
+    try:
+        conn.execute("DELETE FROM match_points WHERE competitor_id = %s", (competitor,))
+        conn.execute(log_keys.split(";")[0])
+        conn.execute(log_keys.split(";")[1], (competitor,))
+        with psycopg.connect(database_url) as writer, ThreadPoolExecutor(1) as pool:
+            # ...and another session (an operator's hand fix, say) updating those rows
+            for table in STATEMENTS:
+                writer.execute(
+                    sql.SQL("UPDATE {} SET points = points WHERE competitor_id = %s").format(
+                        sql.Identifier(table)
+                    ),
+                    (competitor,),
+                )
+
+            # When the refresh runs meanwhile, and the other session commits
+            refreshed = pool.submit(refresh_incrementally, database_url)
+            deadline = time.monotonic() + 10
+            while not waiting_on_locks(conn):
+                assert time.monotonic() < deadline, "the refresh never waited for the rows"
+                time.sleep(0.02)
+            writer.commit()
+            refreshed.result(timeout=30)
+
+        # Then the refresh still deleted the competitor's rows of both views
+        for table in STATEMENTS:
+            left = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE competitor_id = %s").format(
+                    sql.Identifier(table)
+                ),
+                (competitor,),
+            ).fetchone()
+            assert left == (0,), table
+    finally:
+        conn.execute("INSERT INTO match_points SELECT * FROM saved_points")
+        conn.execute(log_keys.split(";")[0])
+        conn.execute(log_keys.split(";")[1], (competitor,))
+        conn.execute("DROP TABLE saved_points")
+        refresh_incrementally(database_url)

@@ -52,22 +52,17 @@ gone AS (
     )
 ),
 deleted AS (
-    -- By the gone keys' row addresses, each found through the key's unique index (the
-    -- LATERAL subquery, kept apart by OFFSET 0, runs once per gone key): no gone key, no
-    -- read of the table at all. Joined to the table instead, the delete was planned as a
-    -- hash of the whole table on every refresh (15 ms at 2M rows, growing with history).
-    -- Safe by row address: only the refresher, under this view's lock, writes the table,
-    -- and upserted never touches a gone key.
+    -- By the gone keys, through the key's unique index: with no gone key the arrays are
+    -- empty and the table is not read at all. Joined to the table instead, the delete was
+    -- planned as a hash of the whole table on every refresh (15 ms at 2M rows, growing
+    -- with history). The arrays bound the index scan; EXISTS keeps it to the gone pairs.
     DELETE FROM competition_standings AS cs
-    WHERE cs.ctid = ANY (ARRAY(
-        SELECT row_address.ctid
-        FROM gone AS g
-        CROSS JOIN LATERAL (
-            SELECT k.ctid FROM competition_standings AS k
-            WHERE k.competition_id = g.competition_id AND k.competitor_id = g.competitor_id
-            OFFSET 0
-        ) AS row_address
-    ))
+    WHERE cs.competition_id = ANY (ARRAY(SELECT g.competition_id FROM gone AS g))
+      AND cs.competitor_id = ANY (ARRAY(SELECT g.competitor_id FROM gone AS g))
+      AND EXISTS (
+          SELECT 1 FROM gone AS g
+          WHERE g.competition_id = cs.competition_id AND g.competitor_id = cs.competitor_id
+      )
     RETURNING cs.competition_id
 ),
 changed AS (

@@ -46,18 +46,11 @@ gone AS (
     FROM touched AS t
     WHERE NOT EXISTS (SELECT 1 FROM fresh AS f WHERE f.competitor_id = t.competitor_id)
 ),
--- By row address, found by key, as incremental_competition_standings.sql deletes.
+-- By the gone keys, through the key's unique index, as
+-- incremental_competition_standings.sql deletes.
 deleted AS (
     DELETE FROM competitor_stats AS cs
-    WHERE cs.ctid = ANY (ARRAY(
-        SELECT row_address.ctid
-        FROM gone AS g
-        CROSS JOIN LATERAL (
-            SELECT k.ctid FROM competitor_stats AS k
-            WHERE k.competitor_id = g.competitor_id
-            OFFSET 0
-        ) AS row_address
-    ))
+    WHERE cs.competitor_id = ANY (ARRAY(SELECT g.competitor_id FROM gone AS g))
     RETURNING cs.competitor_id
 )
 SELECT (SELECT count(*) FROM touched)::int                                        AS keys,
