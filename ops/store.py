@@ -145,15 +145,12 @@ class OpsStore:
         (False: already in that mode)."""
         with self._connections.transaction(MIGRATION_LIMITS) as conn:
             try:
-                # The function's own locks, taken first and in its order (the refresh locks,
-                # then the mode's row), so that nothing can deadlock with it. Of two
-                # switches at once the second waits here for the first to commit, then
-                # reads the mode that one switched to. The refresh bookkeeping rows the
-                # switch updates after its swap are locked now too: a wait for them after
-                # the swap would hold the readers' tables.
+                # The function's own first locks, taken first and in its order (the
+                # refresh locks, then the mode's row), so that nothing can deadlock with it.
+                # Of two switches at once the second waits here for the first to commit,
+                # then reads the mode that one switched to.
                 conn.execute(_SWITCH_LOCKS)
                 before = conn.execute("SELECT mode FROM standings_mode FOR UPDATE").fetchone()
-                conn.execute("SELECT view_name FROM view_refresh_state FOR UPDATE")
                 conn.execute("SELECT matchstats_set_standings_mode(%s)", (mode.value,))
             except pg_errors.DependentObjectsStillExist as exc:
                 raise DependentViewsError(

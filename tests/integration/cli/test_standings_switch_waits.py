@@ -174,11 +174,22 @@ def test_a_switch_by_the_function_and_one_by_the_command_at_once_do_not_deadlock
     assert standings_equal_the_matches(db)
 
 
+def switch_by_the_function(database_url: str) -> bool:
+    """matchstats_set_standings_mode called by hand; whether it switched."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute("SELECT matchstats_set_standings_mode('incremental')").fetchone()
+    return row == ("incremental",)
+
+
+@pytest.mark.parametrize(
+    "switch", [switch_to_incremental, switch_by_the_function], ids=["command", "function"]
+)
 def test_a_switch_waits_for_the_refresh_bookkeeping_before_its_swap_not_after(
     capsys: pytest.CaptureFixture[str],
     stack: TemplateQueues,
     db: psycopg.Connection,
     database_url: str,
+    switch: Callable[[str], bool],
 ) -> None:
     # Given materialized views on show, and a session holding the refresh bookkeeping rows
     # (view_refresh_state) that the switch updates
@@ -193,7 +204,7 @@ def test_a_switch_waits_for_the_refresh_bookkeeping_before_its_swap_not_after(
         reader.execute("SET lock_timeout = 200")
 
         # When the operator switches while it holds them, and the app reads meanwhile
-        switched = pool.submit(switch_to_incremental, database_url)
+        switched = pool.submit(switch, database_url)
         wait_until(lambda: waiting_on_locks(db) == 1)
         for _ in range(5):
             try:

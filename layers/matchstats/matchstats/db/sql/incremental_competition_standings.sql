@@ -56,6 +56,10 @@ deleted AS (
     -- empty and the table is not read at all. Joined to the table instead, the delete was
     -- planned as a hash of the whole table on every refresh (15 ms at 2M rows, growing
     -- with history). The arrays bound the index scan; EXISTS keeps it to the gone pairs.
+    -- By key, a row another session updates meanwhile is still deleted; one it deletes
+    -- and inserts again is a new row this snapshot cannot see, and stays (READ
+    -- COMMITTED): the refresher is meant to be these tables' only writer, and
+    -- `matchstats refresh --full` mends what a hand edit leaves.
     DELETE FROM competition_standings AS cs
     WHERE cs.competition_id = ANY (ARRAY(SELECT g.competition_id FROM gone AS g))
       AND cs.competitor_id = ANY (ARRAY(SELECT g.competitor_id FROM gone AS g))
