@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict
 from matchstats.config import Pooler
 from matchstats.db.connection import ConnectionProvider, Limits, connect
 from matchstats.db.migrate import MIGRATION_LOCK_TIMEOUT_MS, apply_migrations
+from matchstats.db.sql import load_sql as load_layer_sql
 from matchstats.errors import DatabaseUnavailableError, MatchstatsError
+from matchstats.messages import REFRESHABLE_VIEWS
 from matchstats.models import JobHistoryRow, JobStatus, RefreshOutcome, StandingsMode
 from ops.sql import load_sql
 
@@ -95,18 +97,6 @@ class StandingsBusyError(MatchstatsError):
     a moment. Nothing was changed."""
 
 
-# matchstats_set_standings_mode's first locks (migration 0009): each view's refresh lock,
-# in the views' order.
-_SWITCH_LOCKS = b"""
-SELECT count(pg_advisory_xact_lock(lock_key))
-FROM (
-    SELECT hashtextextended('matchstats.refresh:' || view_name, 0) AS lock_key
-    FROM unnest(ARRAY['competition_standings', 'competitor_stats']) AS view_name
-    ORDER BY view_name
-) AS keys
-"""
-
-
 def _busy(mode: StandingsMode, exc: pg_errors.LockNotAvailable) -> str:
     """Which wait ran out, from where in the switch the lock timeout was raised."""
     waited = f"{MIGRATION_LIMITS.lock_timeout_ms / 1000:g} s"
@@ -140,8 +130,8 @@ class OpsStore:
             return apply_migrations(conn, schema=self._connections.schema)
 
     def set_standings_mode(self, mode: StandingsMode) -> bool:
-        """Switches the standings to `mode` (migration 0009's matchstats_set_standings_mode),
-        in one transaction that waits for running refreshes. Returns whether it switched
+        """Switches the standings to `mode` (matchstats_set_standings_mode, as migration 0012
+        left it), in one transaction that waits for running refreshes. Returns whether it switched
         (False: already in that mode)."""
         with self._connections.transaction(MIGRATION_LIMITS) as conn:
             try:
@@ -149,7 +139,8 @@ class OpsStore:
                 # refresh locks, then the mode's row), so that nothing can deadlock with it.
                 # Of two switches at once the second waits here for the first to commit,
                 # then reads the mode that one switched to.
-                conn.execute(_SWITCH_LOCKS)
+                for view_name in sorted(REFRESHABLE_VIEWS):
+                    conn.execute(load_layer_sql("lock_view"), {"view_name": view_name})
                 before = conn.execute("SELECT mode FROM standings_mode FOR UPDATE").fetchone()
                 conn.execute("SELECT matchstats_set_standings_mode(%s)", (mode.value,))
             except pg_errors.DependentObjectsStillExist as exc:

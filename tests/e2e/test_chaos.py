@@ -47,7 +47,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import replace
-from typing import Any
 
 import psycopg
 import pytest
@@ -69,6 +68,7 @@ from tests.chaos_support import (
 )
 from tests.conftest import switch_standings_mode
 from tests.e2e.chaos_season import Outcome, Scenario, correct_and_void, prepare
+from tests.waiting import wait_for
 
 # The outage starts once this share of all messages has been processed.
 OUTAGE_AT = 0.4
@@ -111,13 +111,6 @@ def recording_mapping(stack: DevStack, log: DeliveryLog) -> EventSourceMapping:
         report_batch_item_failures=own.report_batch_item_failures,
         memory_limit_in_mb=own.memory_limit_in_mb,
     )
-
-
-def wait_for(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize(
@@ -178,6 +171,7 @@ def test_nothing_is_lost_and_nothing_counted_twice_under_chaos(
                     lambda: log.records_completed >= OUTAGE_AT * len(sent),
                     scenario.quiet_timeout_s,
                     "the run to reach its middle",
+                    interval_s=0.1,
                 )
                 figures.seconds["to the outage"] = time.monotonic() - started
                 outage_started = time.monotonic()

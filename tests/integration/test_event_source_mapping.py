@@ -18,6 +18,7 @@ from devstack.esm import EventSourceMapping
 from devstack.lambda_sqs import batch_item_failures
 from devstack.queue_specs import queue_counts
 from matchstats.queues import message_size, pack_requests
+from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -71,14 +72,6 @@ def dead_letter_bodies(client: SQSClient, queue: RedrivenQueue) -> list[str]:
         if not response.get("Messages"):
             return sorted(bodies)
         bodies.extend(message["Body"] for message in response["Messages"])
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.02)
 
 
 def test_partial_batch_failure_deletes_only_the_successes(

@@ -9,9 +9,9 @@ deleted: the delete finds rows by key, not by an address that an update moves.""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -19,12 +19,16 @@ import pytest
 from psycopg import sql
 
 from bench.database import bulk_points, insert_fixtures
+from matchstats.db.connection import ConnectionProvider
+from matchstats.db.refresh import RefreshStore
 from matchstats.db.sql import load_sql
+from matchstats.messages import RefreshMessage, RefreshReason
 from matchstats.models import StandingsMode
+from matchstats.refresh import decide
 from tests.conftest import switch_standings_mode, truncate_all
-from tests.integration.cli.test_standings_switch_waits import waiting_on_locks
 from tests.integration.refresh_steps import compute_points
 from tests.integration.test_points_plans import nodes
+from tests.waiting import sessions_waiting_on_locks, wait_for
 
 # Two match_points rows each: 400,000 rows, about 10,500 standings rows. On much smaller
 # tables the planner rightly reads the few pages whole instead of by key.
@@ -131,10 +135,22 @@ def test_the_delete_step_reads_the_table_only_by_the_keys_that_emptied(
 
 
 def refresh_incrementally(database_url: str) -> None:
-    """Both views' incremental statements, as RefreshViewsFunction runs them."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for statement in STATEMENTS.values():
-            conn.execute(load_sql(statement), {"full": False})
+    """Both views refreshed as RefreshViewsFunction refreshes them for a forced request."""
+    request = RefreshMessage(
+        reason=RefreshReason.MANUAL, requested_at=datetime.now(UTC), force=True
+    )
+    connections = ConnectionProvider(lambda: database_url)
+    try:
+        for view_name in STATEMENTS:
+            _, done = RefreshStore(connections).refresh_view(
+                view_name,
+                lambda state: decide(state, [request]),
+                statement_timeout_ms=30_000,
+                lock_timeout_ms=10_000,
+            )
+            assert done is not None
+    finally:
+        connections.close()
 
 
 def test_an_emptied_row_that_another_session_updates_meanwhile_is_still_deleted(
@@ -171,10 +187,9 @@ def test_an_emptied_row_that_another_session_updates_meanwhile_is_still_deleted(
 
             # When the refresh runs meanwhile, and the other session commits
             refreshed = pool.submit(refresh_incrementally, database_url)
-            deadline = time.monotonic() + 10
-            while not waiting_on_locks(conn):
-                assert time.monotonic() < deadline, "the refresh never waited for the rows"
-                time.sleep(0.02)
+            wait_for(
+                lambda: sessions_waiting_on_locks(conn), what="the refresh to wait for the rows"
+            )
             writer.commit()
             refreshed.result(timeout=30)
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from devstack.tcp_proxy import TcpProxy
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -34,13 +35,6 @@ def backend_state(db: psycopg.Connection, application_name: str) -> tuple[Any, .
         "SELECT state, query FROM pg_stat_activity WHERE application_name = %s",
         (application_name,),
     ).fetchone()
-
-
-def wait_for(condition: Any, timeout_s: float = 5) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_a_blackholed_query_never_reaches_the_server_until_resumed(
@@ -89,13 +83,13 @@ def test_a_blackhole_holds_the_servers_answer_until_resumed(
         answer: Future[Any] = background.submit(
             lambda: client.execute("SELECT pg_sleep(0.5), 'late'").fetchone()
         )
-        wait_for(lambda: (backend_state(db, "blackholed-down") or ("",))[0] == "active")
+        wait_for(lambda: (backend_state(db, "blackholed-down") or ("",))[0] == "active", 5)
 
         # When the proxy blackholes before the answer comes back
         proxy.blackhole()
 
         # Then the server finishes, but the client gets nothing while the blackhole lasts
-        wait_for(lambda: (backend_state(db, "blackholed-down") or ("",))[0] == "idle")
+        wait_for(lambda: (backend_state(db, "blackholed-down") or ("",))[0] == "idle", 5)
         time.sleep(0.5)
         assert not answer.done()
 
@@ -125,7 +119,7 @@ def test_a_cut_closes_every_connection_and_new_ones_still_pass(
         # ...and a new connection goes through
         with psycopg.connect(url) as third:
             assert third.execute("SELECT 2").fetchone() == (2,)
-        wait_for(lambda: proxy.connections == 0)
+        wait_for(lambda: proxy.connections == 0, 5)
 
 
 def test_delay_adds_its_time_to_each_wait_on_the_server(proxy: TcpProxy, database_url: str) -> None:

@@ -23,6 +23,7 @@ from tests.integration.cli.test_standings_modes import (
     standings_equal_the_matches,
 )
 from tests.template_queues import TemplateQueues
+from tests.waiting import sessions_waiting_on_locks, wait_for
 
 # The lock wait the operator's switch is given here, instead of its 30 s.
 SHORT_WAIT = Limits(statement_timeout_ms=0, lock_timeout_ms=300)
@@ -99,22 +100,6 @@ def switch_to_incremental(database_url: str) -> bool:
         connections.close()
 
 
-def waiting_on_locks(db: psycopg.Connection) -> int:
-    row = db.execute(
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def wait_until(check: Callable[[], bool], limit_s: float = 10.0) -> None:
-    deadline = time.monotonic() + limit_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out waiting for the switches to queue"
-        time.sleep(0.02)
-
-
 def test_of_two_switches_at_once_one_rebuilds_and_the_other_has_nothing_to_switch(
     capsys: pytest.CaptureFixture[str],
     stack: TemplateQueues,
@@ -129,9 +114,9 @@ def test_of_two_switches_at_once_one_rebuilds_and_the_other_has_nothing_to_switc
 
         # When two operators switch to incremental mode at once, both queued behind it
         first = pool.submit(switch_to_incremental, database_url)
-        wait_until(lambda: waiting_on_locks(db) == 1)
+        wait_for(lambda: sessions_waiting_on_locks(db) == 1, what="a switch to queue")
         second = pool.submit(switch_to_incremental, database_url)
-        wait_until(lambda: waiting_on_locks(db) == 2)
+        wait_for(lambda: sessions_waiting_on_locks(db) == 2, what="both switches to queue")
         refresh.commit()
         switched = sorted([first.result(timeout=30), second.result(timeout=30)])
 
@@ -162,9 +147,9 @@ def test_a_switch_by_the_function_and_one_by_the_command_at_once_do_not_deadlock
         function = pool.submit(
             by_hand.execute, "SELECT matchstats_set_standings_mode('incremental', force => true)"
         )
-        wait_until(lambda: waiting_on_locks(db) == 1)
+        wait_for(lambda: sessions_waiting_on_locks(db) == 1, what="a switch to queue")
         command = pool.submit(switch_to_incremental, database_url)
-        wait_until(lambda: waiting_on_locks(db) == 2)
+        wait_for(lambda: sessions_waiting_on_locks(db) == 2, what="both switches to queue")
         refresh.commit()
 
         # Then both finish, one after the other, in the order they asked: no deadlock
@@ -205,7 +190,7 @@ def test_a_switch_waits_for_the_refresh_bookkeeping_before_its_swap_not_after(
 
         # When the operator switches while it holds them, and the app reads meanwhile
         switched = pool.submit(switch, database_url)
-        wait_until(lambda: waiting_on_locks(db) == 1)
+        wait_for(lambda: sessions_waiting_on_locks(db) == 1, what="a switch to queue")
         for _ in range(5):
             try:
                 reader.execute("SELECT count(*) FROM competition_table").fetchone()
